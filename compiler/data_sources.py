@@ -1,0 +1,122 @@
+"""The data-source catalog: `source = mnist(root="data/mnist")`, `table(...)`, `text_csv(...)`.
+
+An entry declares its arguments, the facts known before loading (columns and
+their per-sample types, classes, vocabulary size: what `data.classes` and
+`data.vocab` read, and what shape checks use) and the loader that produces
+tensors at run time (`dslc.runtime.loaders`, imported only then). Sources with
+`column_args` take extra keyword arguments as columns: lists of numbers for
+`table`, expressions for `generate` and `sequence`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .shapes import TensorShape
+from .values import Arg, positive
+
+SCALAR = TensorShape("f32", ())
+CLASS = TensorShape("i64", ())
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    doc: str
+    args: list[Arg]
+    facts: Callable[[dict, dict], dict]      # (bound args, columns) -> facts
+    loader: str                              # function name in dslc.runtime.loaders
+    column_args: str | None = None           # None | "values" | "expressions"
+    functions: tuple[str, ...] = ()          # functions a column expression may call
+
+    def load(self, *args, **kwargs):
+        from dslc.runtime import loaders
+        return getattr(loaders, self.loader)(*args, **kwargs)
+
+
+DATA_SOURCES: dict[str, DataSource] = {}
+
+
+def register(source: DataSource) -> None:
+    DATA_SOURCES[source.name] = source
+
+
+def _image_facts(labels):
+    def facts(args, columns):
+        return {"classes": len(labels), "labels": list(labels),
+                "columns": {"image": TensorShape("f32", (1, 28, 28)), "label": CLASS},
+                "inputs": ["image"], "targets": ["label"], "scale": 1 / 255, "kind": "image"}
+    return facts
+
+
+_IMAGE_ARGS = [Arg("root", "str", "data"), Arg("download", "bool", True)]
+register(DataSource("mnist", "Handwritten digits 0-9, 28x28 grey (torchvision layout under root).", _IMAGE_ARGS,
+                    _image_facts([str(i) for i in range(10)]), "load_mnist"))
+register(DataSource("fashion_mnist", "Zalando's clothing images, 28x28 grey (torchvision layout under root).", _IMAGE_ARGS,
+                    _image_facts(["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                                  "bag", "ankle boot"]), "load_fashion_mnist"))
+
+
+def _table_facts(args, columns):
+    return {"columns": {name: SCALAR for name in columns}, "rows": {n: len(v) for n, v in columns.items()},
+            "kind": "table"}
+
+
+register(DataSource("table", "Columns written in the spec: table(x=[1, 2, 3], y=[2, 4, 6]).", [], _table_facts,
+                    "load_table", column_args="values"))
+
+
+def _csv_facts(args, columns):
+    cols = {c: SCALAR for c in args["columns"]} if args["columns"] else None
+    return {"columns": cols, "kind": "table"}
+
+
+register(DataSource("csv", "Numeric columns of a CSV file with a header row (.gz/.bz2 read directly).",
+                    [Arg("path", "str"), Arg("columns", "any", None), Arg("delimiter", "str", ",")],
+                    _csv_facts, "load_csv"))
+
+DATA_FUNCTIONS = ("linspace", "normal", "uniform", "sin", "cos", "exp", "log", "abs", "sqrt", "tanh", "arange")
+
+
+def _generate_facts(args, columns):
+    return {"columns": {name: SCALAR for name in columns}, "kind": "table"}
+
+
+register(DataSource("generate", "n rows computed from expressions: generate(n=20, x=linspace(-1, 1), y=x + normal(0, 0.3)).",
+                    [Arg("n", "int", check=positive), Arg("seed", "int", None)], _generate_facts, "load_generate",
+                    column_args="expressions", functions=DATA_FUNCTIONS))
+
+
+def _sequence_facts(args, columns):
+    shape = TensorShape("f32", (args["length"], 1))
+    names = list(columns)
+    return {"columns": {name: shape for name in names}, "kind": "sequence",
+            "inputs": names[:1], "targets": names[1:2]}
+
+
+register(DataSource("sequence", "Consecutive windows of functions of t = 0, dt, 2dt, ...: "
+                    "sequence(windows=60, length=10, x=sin(t), y=cos(t)); each column is f32[length, 1].",
+                    [Arg("windows", "int", check=positive), Arg("length", "int", check=positive),
+                     Arg("dt", "float", 0.1, check=positive)], _sequence_facts, "load_sequence",
+                    column_args="expressions", functions=DATA_FUNCTIONS))
+
+
+def _text_facts(args, columns):
+    labels = args["labels"]
+    facts = {"vocab": args["vocab"] + 2, "max_len": args["max_len"], "kind": "text",
+             "columns": {"tokens": TensorShape("i64", (args["max_len"],)), "label": CLASS},
+             "inputs": ["tokens"], "targets": ["label"]}
+    if labels:
+        facts["classes"] = len(labels)
+        facts["labels"] = list(labels)
+    return facts
+
+
+register(DataSource("text_csv", "Text and label columns of a CSV file (.gz/.bz2 read directly), tokenised into "
+                    "ids: 0 is padding, 1 out-of-vocabulary; `vocab` most frequent tokens (data.vocab = vocab + 2).",
+                    [Arg("path", "str"), Arg("text", "str", "text"), Arg("label", "str", "label"),
+                     Arg("labels", "any", None), Arg("tokenizer", "str", "word", choices=("word", "char")),
+                     Arg("vocab", "int", 20000, check=positive), Arg("min_count", "int", 1, check=positive),
+                     Arg("max_len", "int", 200, check=positive), Arg("lowercase", "bool", True)],
+                    _text_facts, "load_text_csv"))

@@ -1,0 +1,360 @@
+"""Checking one `model` block: names, layer arguments and shape inference, into a ModelIR.
+
+The running value starts as the model's only input; each stage (a layer from
+the catalog, a block, or `each STAGE`) maps its shape to the next. Bindings
+and `return` are expressions over inputs, params, bindings and block calls.
+Every mistake is reported with its span; checking goes on to find the rest.
+"""
+
+from __future__ import annotations
+
+from dslc.dsl import ast
+from dslc.dsl.diagnostics import Report, did_you_mean
+
+from .functions import FUNCTIONS
+from .initializers import INITIALIZERS
+from .ir import BlockCall, BlockIR, Chain, Const, Fn, LayerIR, ModelIR, ParamIR, Ref
+from .layers import LAYERS
+from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape, broadcast
+from .values import CallValue, Evaluator, NotConstant, bind
+
+MAX_DIM = 1 << 31
+
+
+class Typed:
+    """A node of the forward program with its per-sample shape; batched: depends on an input."""
+
+    def __init__(self, node, shape: TensorShape, batched: bool):
+        self.node, self.shape, self.batched = node, shape, batched
+
+
+class _Bail(Exception):
+    """Stop checking one statement after an error has been reported."""
+
+
+def tensor_type(t: ast.TensorType, report: Report) -> TensorShape | None:
+    if t.dtype not in DTYPES:
+        report.error(f"unknown element type '{t.dtype}'", t.span, did_you_mean(t.dtype, DTYPES))
+        return None
+    for d in t.dims:
+        if isinstance(d, int) and not 0 < d < MAX_DIM:
+            report.error(f"a dimension must be between 1 and {MAX_DIM - 1}, not {d}", t.span)
+            return None
+    return TensorShape(t.dtype, tuple(t.dims))
+
+
+class ModelChecker:
+    def __init__(self, model: ast.Model, evaluate: Evaluator, report: Report):
+        self.m = model
+        self.ev = evaluate
+        self.report = report
+        self.ir = ModelIR(model.name, {}, span=model.span)
+        self.values: dict[str, Typed] = {}          # inputs, params, bindings
+        self.block_defs: dict[str, ast.BlockDef] = {}
+        self.counters: dict[str, dict[str, int]] = {}
+        self.used: set[str] = set()
+        self.current: Typed | None = None
+        self.returned = False
+
+    # ------------------------------------------------------------ entry
+
+    def check(self) -> ModelIR | None:
+        m = self.m
+        if not m.inputs:
+            self.report.error(f"model {m.name} declares no inputs", m.span,
+                              f"declare them with types: model {m.name}(x: f32[784]) {{ ... }}")
+        for inp in m.inputs:
+            if inp.name in self.values:
+                self.report.error(f"input '{inp.name}' is declared twice", inp.span)
+                continue
+            shape = tensor_type(inp.type, self.report)
+            if shape:
+                self.ir.inputs[inp.name] = shape
+                self.values[inp.name] = Typed(Ref(inp.name), shape, True)
+        for st in m.body:
+            if isinstance(st, ast.BlockDef):
+                if st.name in self.block_defs:
+                    self.report.error(f"block '{st.name}' is defined twice", st.span)
+                elif st.name in LAYERS:
+                    self.report.error(f"block '{st.name}' has the name of a layer", st.span, "choose another name")
+                else:
+                    self.block_defs[st.name] = st
+        for st in m.body:
+            try:
+                self.statement(st)
+            except _Bail:
+                pass
+        if not self.returned:
+            if self.current is None:
+                if len(self.ir.inputs) == 1 and not self.report.errors:
+                    self.current = self.values[next(iter(self.ir.inputs))]
+                    self.used.update(self.ir.inputs)
+                elif len(self.ir.inputs) > 1:
+                    self.report.error(f"model {m.name} has several inputs and no `return`", m.span,
+                                      "end the model with `return EXPR`")
+            if self.current is not None:
+                self.ir.outputs = [self.current.node]
+                self.ir.output_shapes = [self.current.shape]
+        for name, b in self.block_defs.items():
+            if name not in self.ir.blocks and name not in self.used:
+                self.report.warning(f"block '{name}' is never used", b.span)
+        for name in self.ir.inputs:
+            if name not in self.used:
+                self.report.warning(f"input '{name}' is never used", self._input_span(name))
+        return self.ir
+
+    def _input_span(self, name):
+        return next((i.span for i in self.m.inputs if i.name == name), self.m.span)
+
+    # ------------------------------------------------------------ statements
+
+    def statement(self, st) -> None:
+        if self.returned and not isinstance(st, ast.BlockDef):
+            self.report.error("nothing may follow `return` in a model", st.span, "move `return` to the end")
+            raise _Bail
+        if isinstance(st, ast.Param):
+            self.param(st)
+        elif isinstance(st, ast.BlockDef):
+            return
+        elif isinstance(st, ast.Binding):
+            self._new_name(st.name, st.span)
+            self.values[st.name] = self.expr(st.value)
+            self.ir.steps.append((st.name, self.values[st.name].node))
+        elif isinstance(st, ast.Return):
+            outs = [self.expr(v) for v in st.values]
+            for v, o in zip(st.values, outs):
+                if not o.batched:
+                    self.report.error("this output does not depend on any input", v.span)
+            self.ir.outputs = [o.node for o in outs]
+            self.ir.output_shapes = [o.shape for o in outs]
+            self.returned = True
+        else:
+            self.top_stage(st)
+
+    def _new_name(self, name: str, span) -> None:
+        if name in self.values or name in self.block_defs:
+            self.report.error(f"'{name}' is already defined in model {self.m.name}", span,
+                              "each input, param, block and binding needs its own name")
+            raise _Bail
+
+    def param(self, st: ast.Param) -> None:
+        self._new_name(st.name, st.span)
+        declared = tensor_type(st.type, self.report) if st.type else None
+        if st.type and declared is None:
+            raise _Bail
+        try:
+            value = self.ev(st.value)
+        except NotConstant:
+            raise _Bail from None
+        if isinstance(value, CallValue):
+            init = INITIALIZERS.get(value.name)
+            if init is None:
+                self.report.error(f"unknown initialiser '{value.name}'", value.name_span,
+                                  did_you_mean(value.name, INITIALIZERS))
+                raise _Bail
+            if declared is None:
+                self.report.error(f"param {st.name} needs a type to be drawn from {value.name}(...)", st.span,
+                                  f"write: param {st.name}: f32[3] = {value.name}(...)")
+                raise _Bail
+            args = bind(value.name, init.args, list(value.args), value.span, self.report)
+            if args is None:
+                raise _Bail
+            shape, init_value = declared, CallValue(value.name, value.args, value.span)
+        else:
+            dims = _list_dims(value)
+            if dims is None:
+                self.report.error(f"param {st.name} must start as a number, a list of numbers or a distribution",
+                                  st.value.span, "e.g. param w = 1.0, or param w: f32[3] = normal(0, 1)")
+                raise _Bail
+            shape = declared or TensorShape("f32", dims)
+            if declared and declared.dims != dims and dims != ():
+                self.report.error(f"param {st.name} is declared {declared} but its value has dims {list(dims)}", st.span)
+                raise _Bail
+            init_value = value
+        if shape.dtype not in FLOAT_DTYPES or shape.symbolic:
+            self.report.error(f"param {st.name} must be a floating-point tensor of fixed size, not {shape}", st.span)
+            raise _Bail
+        self.ir.params.append(ParamIR(st.name, shape, init_value))
+        self.values[st.name] = Typed(Ref(st.name), shape, False)
+
+    # ------------------------------------------------------------ stages
+
+    def top_stage(self, st) -> None:
+        if self.current is None:
+            if len(self.ir.inputs) != 1:
+                self.report.error(f"with {len(self.ir.inputs)} inputs, a stage needs to know which one it takes",
+                                  st.span, "put the stages in a `block` and call it: h = encoder(x)")
+                raise _Bail
+            name = next(iter(self.ir.inputs))
+            self.used.add(name)
+            self.current = self.values[name]
+        layers, typed = self.stage(st, self.current, scope="")
+        self.current = typed
+
+    def stage(self, st, value: Typed, scope: str) -> tuple[list[LayerIR], Typed]:
+        """Apply one stage to `value`; top-level layers join the model, block layers the block."""
+        if isinstance(st, ast.EachStage):
+            return self.each(st, value, scope)
+        name = st.name
+        if name in self.block_defs and not scope:
+            if st.args:
+                self.report.error(f"block '{name}' takes no arguments in a chain", st.span,
+                                  f"write just `{name}` here, or call it on a value: {name}(x)")
+                raise _Bail
+            return [], self.call_block(name, value, st.span)
+        layer_ir = self.layer(st, value.shape, scope, each=False)
+        if not scope:
+            self.ir.layers.append(layer_ir)
+            node = value.node
+            node = Chain(node.layers + (layer_ir.name,), node.input) if isinstance(node, Chain) else Chain((layer_ir.name,), node)
+            return [layer_ir], Typed(node, layer_ir.output, True)
+        return [layer_ir], Typed(None, layer_ir.output, True)
+
+    def layer(self, st: ast.LayerStage, shape: TensorShape, scope: str, each: bool) -> LayerIR:
+        layer = LAYERS.get(st.name)
+        if layer is None:
+            known = list(LAYERS) + ([] if scope else list(self.block_defs))
+            self.report.error(f"unknown layer '{st.name}'", st.name_span if st.name_span.known else st.span,
+                              did_you_mean(st.name, known) or "see `dslc layers` for the catalog")
+            raise _Bail
+        values = self.ev.values(st.args)
+        if values is None:
+            raise _Bail
+        args = bind(st.name, layer.args, values, st.span, self.report, known_names=self.ev.env)
+        if args is None:
+            raise _Bail
+        spans = args.pop("__spans__")
+        try:
+            out = layer.shape(shape, args)
+        except ShapeError as err:
+            self.report.error(err.message, st.span, err.hint)
+            raise _Bail from None
+        for d in out.dims:
+            if isinstance(d, int) and d >= MAX_DIM:
+                self.report.error(f"{st.name} would produce a dimension of {d}", st.span)
+                raise _Bail
+        del spans
+        counters = self.counters.setdefault(scope, {})
+        counters[st.name] = counters.get(st.name, 0) + 1
+        return LayerIR(f"{st.name}_{counters[st.name]}", st.name, args, shape, out, each, st.span)
+
+    def each(self, st: ast.EachStage, value: Typed, scope: str):
+        inner = st.stage
+        shape = value.shape
+        if isinstance(inner, ast.EachStage) or inner.name in self.block_defs:
+            self.report.error("`each` applies one layer at every time step", st.span,
+                              "write each linear(1), not each of a block or another each")
+            raise _Bail
+        if shape.rank < 2:
+            self.report.error(f"`each` needs a sequence [T, ...] but gets {shape.dims_text}", st.span,
+                              "it follows a recurrent layer, whose output has a time axis")
+            raise _Bail
+        spec = LAYERS.get(inner.name)
+        if spec is not None and spec.sequence_input:
+            self.report.error(f"{inner.name} already works on whole sequences; `each` is for per-step layers", st.span)
+            raise _Bail
+        step = TensorShape(shape.dtype, shape.dims[1:])
+        layer_ir = self.layer(inner, step, scope, each=True)
+        out = TensorShape(layer_ir.output.dtype, (shape.dims[0],) + layer_ir.output.dims)
+        layer_ir = LayerIR(layer_ir.name, layer_ir.layer, layer_ir.args, shape, out, True, st.span)
+        if not scope:
+            self.ir.layers.append(layer_ir)
+            node = value.node
+            node = Chain(node.layers + (layer_ir.name,), node.input) if isinstance(node, Chain) else Chain((layer_ir.name,), node)
+            return [layer_ir], Typed(node, out, True)
+        return [layer_ir], Typed(None, out, True)
+
+    def call_block(self, name: str, value: Typed, span) -> Typed:
+        self.used.add(name)
+        existing = self.ir.blocks.get(name)
+        if existing is not None:
+            if existing.input != value.shape:
+                self.report.error(f"block '{name}' was first called with {existing.input} and now with {value.shape}",
+                                  span, "a block has one set of weights, so its input shape must stay the same")
+                raise _Bail
+            return Typed(BlockCall(name, value.node), existing.output, value.batched)
+        if not value.batched:
+            self.report.error(f"block '{name}' is applied to a value that does not depend on any input", span)
+            raise _Bail
+        d = self.block_defs[name]
+        shape, layers = value.shape, []
+        typed = Typed(None, shape, True)
+        for st in d.stages:
+            new, typed = self.stage(st, typed, scope=name)
+            layers += new
+        self.ir.blocks[name] = BlockIR(name, tuple(layers), value.shape, typed.shape)
+        return Typed(BlockCall(name, value.node), typed.shape, True)
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e) -> Typed:
+        if isinstance(e, ast.Number):
+            return Typed(Const(float(e.value)), TensorShape("f32", ()), False)
+        if isinstance(e, ast.Var):
+            if e.name in self.values:
+                self.used.add(e.name)
+                return self.values[e.name]
+            if e.name in self.block_defs:
+                self.report.error(f"block '{e.name}' must be called on a value", e.span, f"write {e.name}(x)")
+                raise _Bail
+            if e.name in self.ev.env:
+                try:
+                    v = self.ev(e)
+                except NotConstant:
+                    raise _Bail from None
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    return Typed(Const(float(v)), TensorShape("f32", ()), False)
+                self.report.error(f"'{e.name}' is not a number", e.span)
+                raise _Bail
+            known = list(self.values) + list(self.block_defs) + [k for k in self.ev.env if k != "data"]
+            self.report.error(f"unknown name '{e.name}' in model {self.m.name}", e.span,
+                              did_you_mean(e.name, known))
+            raise _Bail
+        if isinstance(e, ast.Neg):
+            x = self.expr(e.operand)
+            return Typed(Fn("neg", (x.node,)), x.shape, x.batched)
+        if isinstance(e, ast.BinOp):
+            a, b = self.expr(e.left), self.expr(e.right)
+            try:
+                shape = broadcast(a.shape, b.shape)
+            except ShapeError as err:
+                self.report.error(err.message, e.span, err.hint)
+                raise _Bail from None
+            op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}[e.op]
+            return Typed(Fn(op, (a.node, b.node)), shape, a.batched or b.batched)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
+            name = e.func.name
+            if any(a.name for a in e.args) or len(e.args) != 1:
+                self.report.error(f"{name}(...) takes one value here", e.span)
+                raise _Bail
+            if name in self.block_defs:
+                return self.call_block(name, self.expr(e.args[0].value), e.span)
+            f = FUNCTIONS.get(name)
+            if f is not None and f.kind == "elementwise":
+                x = self.expr(e.args[0].value)
+                return Typed(Fn(name, (x.node,)), x.shape, x.batched)
+            if name in LAYERS:
+                self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
+                                  "put it in a `block` and call the block")
+                raise _Bail
+            elementwise = [n for n, f in FUNCTIONS.items() if f.kind == "elementwise"]
+            self.report.error(f"unknown function '{name}' in model {self.m.name}", e.func.span,
+                              did_you_mean(name, elementwise + list(self.block_defs)))
+            raise _Bail
+        what = {ast.String: "a string", ast.Bool: "a boolean", ast.ListExpr: "a list", ast.Index: "indexing",
+                ast.Attr: "a data fact", ast.Call: "this call"}.get(type(e), "this")
+        self.report.error(f"{what} cannot be computed inside a model", e.span,
+                          "a model computes with its inputs, params, blocks and numbers")
+        raise _Bail
+
+
+def _list_dims(v) -> tuple | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return ()
+    if isinstance(v, list) and v:
+        inner = [_list_dims(x) for x in v]
+        if inner[0] is not None and all(i == inner[0] for i in inner):
+            return (len(v),) + inner[0]
+    return None

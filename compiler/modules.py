@@ -1,0 +1,168 @@
+"""The torch modules a checked model is built from, beyond torch.nn's own.
+
+`SpecModule` runs a ModelIR's forward program; the small layers here
+(recurrent layers that return only their outputs, `last`, `each`, ...) keep
+torch's parameter names so state_dicts read like the spec.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Reshape(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.dims)
+
+    def extra_repr(self) -> str:
+        return str(list(self.dims))
+
+
+class Last(nn.Module):
+    def forward(self, x):
+        return x[:, -1]
+
+
+class MeanOverTime(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=1)
+
+
+_LAST_AXIS = (nn.Linear, nn.Identity, nn.Dropout, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU,
+              nn.LayerNorm)
+
+
+class Each(nn.Module):
+    """Applies a per-step layer at every time step of a [B, T, ...] sequence."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        if isinstance(self.inner, _LAST_AXIS):       # these act on the last axis already
+            return self.inner(x)
+        y = self.inner(x.flatten(0, 1))
+        return y.unflatten(0, (x.shape[0], x.shape[1]))
+
+
+class _Recurrent:
+    """Returns only the output sequence; with carry_state, the last state seeds the next
+    training batch (detached: truncated backpropagation through time)."""
+
+    def __init__(self, *args, carry_state: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.carry_state = carry_state
+        self._state = None
+
+    def reset_state(self) -> None:
+        self._state = None
+
+    def forward(self, x):
+        state = None
+        if self.carry_state and self.training and self._state is not None:
+            first = self._state[0] if isinstance(self._state, tuple) else self._state
+            if first.shape[1] == x.shape[0]:
+                state = self._state
+        out, new_state = super().forward(x, state)
+        if self.carry_state and self.training:
+            self._state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
+        return out
+
+
+class RNN(_Recurrent, nn.RNN):
+    pass
+
+
+class LSTM(_Recurrent, nn.LSTM):
+    pass
+
+
+class GRU(_Recurrent, nn.GRU):
+    pass
+
+
+_OPS = {
+    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow, "neg": torch.neg,
+}
+
+
+class Block(nn.Module):
+    """A named chain of layers (a `block` in the spec)."""
+
+    def __init__(self, layers: dict[str, nn.Module]):
+        super().__init__()
+        for name, m in layers.items():
+            self.add_module(name, m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+
+class SpecModule(nn.Module):
+    """A model compiled from a spec: inputs in the spec's order, outputs as `return` lists them."""
+
+    def __init__(self, ir, layers: dict[str, nn.Module], blocks: dict[str, Block], params: dict[str, nn.Parameter]):
+        super().__init__()
+        self.spec_name = ir.name
+        self.input_names = list(ir.inputs)
+        self.output_count = len(ir.outputs)
+        for name, p in params.items():
+            self.register_parameter(name, p)
+        for name, b in blocks.items():
+            self.add_module(name, b)
+        for name, m in layers.items():
+            self.add_module(name, m)
+        self._steps = list(ir.steps)
+        self._outputs = list(ir.outputs)
+        self._functions = {}
+
+    def forward(self, *inputs):
+        env = dict(zip(self.input_names, inputs))
+        for name, node in self._steps:
+            env[name] = self._eval(node, env)
+        outs = tuple(self._eval(node, env) for node in self._outputs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _eval(self, node, env):
+        from .ir import BlockCall, Chain, Const, Fn, Ref
+        if isinstance(node, Ref):
+            return env[node.name] if node.name in env else getattr(self, node.name)
+        if isinstance(node, Chain):
+            x = self._eval(node.input, env)
+            for name in node.layers:
+                x = self._modules[name](x)
+            return x
+        if isinstance(node, BlockCall):
+            return self._modules[node.block](self._eval(node.input, env))
+        if isinstance(node, Const):
+            return node.value
+        if isinstance(node, Fn):
+            args = [self._eval(a, env) for a in node.args]
+            op = _OPS.get(node.name)
+            if op is None:
+                op = _function(node.name)
+            if not any(isinstance(a, torch.Tensor) for a in args):
+                args[0] = torch.tensor(args[0])
+            return op(*args)
+        raise TypeError(f"unknown node {node!r}")
+
+    def reset_state(self) -> None:
+        for m in self.modules():
+            if isinstance(m, _Recurrent):
+                m.reset_state()
+
+
+def _function(name: str):
+    from .functions import FUNCTIONS
+    target = torch
+    for part in FUNCTIONS[name].torch_name.split("."):
+        target = getattr(target, part)
+    return target

@@ -1,0 +1,1 @@
+"""The .dlspec language: grammar (dlspec.lark), syntax tree, parser, formatter, YAML face, diagnostics."""

@@ -1,0 +1,121 @@
+"""Diagnostics: errors and warnings that point into a spec file.
+
+Every mistake in a spec becomes a `Diagnostic` and is shown as
+
+    path:line:col: error: message
+       3 |     lienar(10)
+         |     ^^^^^^
+      hint: did you mean 'linear'?
+
+`SpecError` carries one or more of them; the command line prints them and
+exits with status 2. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+from .ast import NO_SPAN, Span
+
+
+@dataclass(frozen=True)
+class Source:
+    """A spec's text and the path it is reported under."""
+
+    path: str
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+@dataclass
+class Diagnostic:
+    message: str
+    span: Span = NO_SPAN
+    hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
+    source: Source | None = None
+
+    def render(self) -> str:
+        path = self.source.path if self.source else "<spec>"
+        line, col = (self.span.line, self.span.column) if self.span.known else (1, 1)
+        out = [f"{path}:{line}:{col}: {self.severity}: {self.message}"]
+        if self.source and self.span.known:
+            text = self.source.line(line).rstrip("\n").expandtabs(1)
+            if text.strip():
+                end = self.span.end_column if self.span.end_line == line else len(text) + 1
+                width = max(1, min(end, len(text) + 1) - col)
+                gutter = f"{line:>5} | "
+                out.append(gutter + text)
+                out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width)
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)
+
+    def as_json(self) -> dict:
+        return {
+            "file": self.source.path if self.source else None,
+            "line": self.span.line, "column": self.span.column,
+            "end_line": self.span.end_line, "end_column": self.span.end_column,
+            "severity": self.severity, "message": self.message, "hint": self.hint,
+        }
+
+
+class SpecError(Exception):
+    """One or more errors in a spec. Raised by parse and check; never a bug in dslc."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+    def with_source(self, source: Source) -> "SpecError":
+        for d in self.diagnostics:
+            if d.source is None:
+                d.source = source
+        return SpecError(self.diagnostics)
+
+
+@dataclass
+class Report:
+    """Collects diagnostics while checking, so that every error is reported at once."""
+
+    source: Source | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, message: str, span: Span = NO_SPAN, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(message, span, hint, "error", self.source))
+
+    def warning(self, message: str, span: Span = NO_SPAN, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(message, span, hint, "warning", self.source))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise SpecError(sorted(self.errors, key=lambda d: (d.span.line, d.span.column)))
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """A hint naming the closest known name, or listing the choices when few."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if 0 < len(choices) <= 12:
+        return "expected one of: " + ", ".join(choices)
+    return None
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.as_json() for d in diagnostics], indent=2)

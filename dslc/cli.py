@@ -1,0 +1,177 @@
+"""The `dslc` command line: one verb per pipeline stage.
+
+    dslc check SPEC...        parse and check (shapes included); no torch import
+    dslc show SPEC            layer table with output shapes and parameter counts
+    dslc fmt SPEC             canonical text (or --to yaml)
+    dslc layers               the layer catalog
+
+Spec mistakes print `file:line:col: error: ...` with the line, a caret and a
+hint, and exit with status 2. Other failures (missing data, bad checkpoints)
+exit with status 1 and one clear message. Heavy imports happen inside the
+command that needs them, so `dslc check` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_SPEC_ERROR = 2
+EXIT_FAILURE = 1
+
+
+class UserError(Exception):
+    """A failure that is not a bug: missing files, unreadable data, refused checkpoints."""
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def load(path: str, overrides=(), variant: str | None = None):
+    """Parse and check one spec file; returns the CheckedSpec (raises SpecError)."""
+    from dslc.compiler.check import check, parse_override
+    from dslc.dsl.parse import read_spec
+    spec, source = read_spec(path)
+    return check(spec, source, [parse_override(o) for o in overrides], variant)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check(args) -> int:
+    from dslc.compiler.check import check_all, parse_override
+    from dslc.dsl.diagnostics import SpecError, render_json
+    from dslc.dsl.parse import read_spec
+    failed = False
+    diagnostics = []
+    for path in args.specs:
+        try:
+            spec, source = read_spec(path)
+            results = check_all(spec, source, [parse_override(o) for o in args.set or []])
+        except SpecError as err:
+            failed = True
+            diagnostics += err.diagnostics
+            if args.format == "text":
+                _err(str(err))
+            continue
+        warnings = {w.render(): w for r in results for w in r.warnings}
+        diagnostics += warnings.values()
+        if args.format == "text":
+            for text in warnings:
+                _err(text)
+            for r in results:
+                m = r.model
+                label = f" [{r.variant}]" if r.variant else ""
+                ins = ", ".join(str(s) for s in m.inputs.values())
+                outs = ", ".join(str(s) for s in m.output_shapes)
+                print(f"{path}{label}: ok — model {m.name}: {ins} -> {outs}")
+    if args.format == "json":
+        print(render_json(diagnostics))
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def cmd_show(args) -> int:
+    from dslc.compiler.show import model_table
+    checked = load(args.spec, args.set or [], args.variant)
+    print(model_table(checked, args.model))
+    if args.graph:
+        from dslc.compiler.show import write_graph
+        write_graph(checked, args.graph, args.model)
+        print(f"diagram written to {args.graph}")
+    return 0
+
+
+def cmd_fmt(args) -> int:
+    from dslc.dsl.format import format_spec
+    from dslc.dsl.parse import read_spec
+    spec, _ = read_spec(args.spec)
+    if args.to == "yaml":
+        from dslc.dsl.yaml_face import to_yaml
+        text = to_yaml(spec)
+    else:
+        text = format_spec(spec)
+    if args.write:
+        with open(args.write, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from dslc.compiler.layers import LAYERS
+    for layer in LAYERS.values():
+        params = ", ".join(a.name + ("..." if a.variadic else "") + ("" if a.required or a.variadic else f"={a.default}")
+                           for a in layer.args)
+        print(f"{layer.name}({params})\n    {layer.doc}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    from dslc import __version__
+    p = argparse.ArgumentParser(prog="dslc", description="Declarative model specs, compiled to PyTorch and ONNX.")
+    p.add_argument("--version", action="version", version=f"dslc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    def overrides(sp):
+        sp.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="override a `let` variable or a block setting (train.epochs=3); repeatable")
+
+    sp = add("check", cmd_check, "parse and check specs, shapes included")
+    sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics as text or JSON")
+    overrides(sp)
+
+    sp = add("show", cmd_show, "print a model's layers, output shapes and parameter counts")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("--model", help="which model (default: the trained one)")
+    sp.add_argument("--variant", help="show this variant")
+    sp.add_argument("--graph", metavar="FILE", help="also draw the model to FILE (.svg or .png)")
+    overrides(sp)
+
+    sp = add("fmt", cmd_fmt, "print the spec in canonical form")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("--to", choices=("dlspec", "yaml"), default="dlspec")
+    sp.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    add("layers", cmd_layers, "list the layer catalog")
+    try:
+        from dslc.runtime.commands import register_commands
+    except ImportError:
+        register_commands = None
+    if register_commands:
+        register_commands(add, overrides)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from dslc.dsl.diagnostics import SpecError
+    try:
+        return args.func(args) or 0
+    except SpecError as err:
+        _err(str(err))
+        return EXIT_SPEC_ERROR
+    except UserError as err:
+        _err(f"error: {err}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug in dslc, not in the spec
+        if os.environ.get("DSLC_DEBUG"):
+            raise
+        _err(f"internal error: {type(err).__name__}: {err}\n(this is a bug in dslc; set DSLC_DEBUG=1 for the traceback)")
+        return 70

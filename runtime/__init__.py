@@ -1,0 +1,1 @@
+"""Running compiled specs: data, training, checkpoints, ONNX export and onnxruntime inference."""
