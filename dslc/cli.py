@@ -14,8 +14,13 @@ command that needs them, so `dslc check` starts fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+
+# Modules that add the later pipeline verbs (train, eval, export, predict, serve, ...).
+# Each has `add_commands(add, overrides)` and imports nothing heavy at module level.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 EXIT_SPEC_ERROR = 2
 EXIT_FAILURE = 1
@@ -145,12 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
 
     add("layers", cmd_layers, "list the layer catalog")
-    try:
-        from dslc.runtime.commands import register_commands
-    except ImportError:
-        register_commands = None
-    if register_commands:
-        register_commands(add, overrides)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(add, overrides)
     return p
 
 

@@ -1,0 +1,40 @@
+# dslc — set-up, tests and the main job. Everything runs inside .venv in this checkout.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup test test-fast demo bench fuzz clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The whole suite, slow reproductions included (what CI runs).
+test: setup
+	$(PY) -m pytest -q
+
+# The suite without the long reproductions.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# The main job: check a spec, train it, export it to ONNX and run it with onnxruntime.
+demo: setup
+	$(VENV)/bin/dslc check specs/*.dlspec
+	$(VENV)/bin/dslc show specs/lstm_mnist.dlspec
+	$(VENV)/bin/dslc train specs/lstm_mnist.dlspec --out runs/demo
+	$(VENV)/bin/dslc export runs/demo --out runs/demo/lstm_mnist.onnx
+	$(VENV)/bin/dslc predict runs/demo/lstm_mnist.onnx runtime/samples/digit7.png
+
+bench: setup
+	$(PY) bench/compile.py
+	$(PY) bench/train_overhead.py
+	$(PY) bench/inference.py
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis
