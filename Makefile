@@ -36,5 +36,8 @@ bench: setup
 	$(PY) bench/train_overhead.py
 	$(PY) bench/inference.py
 
+fuzz: setup
+	$(PY) bench/fuzz.py --count 10000
+
 clean:
 	rm -rf runs .pytest_cache .hypothesis

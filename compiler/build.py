@@ -13,7 +13,7 @@ from torch import nn
 from .initializers import INITIALIZERS
 from .ir import InitIR, LayerIR, ModelIR
 from .layers import LAYERS
-from .modules import Block, Each, SpecModule
+from .modules import _LAST_AXIS, Block, Each, SpecModule
 from .shapes import TensorShape
 from .values import bind
 from dslc.dsl.diagnostics import Report
@@ -23,7 +23,9 @@ def build_layer(l: LayerIR) -> nn.Module:
     layer = LAYERS[l.layer]
     if l.each:
         step = TensorShape(l.input.dtype, l.input.dims[1:])
-        return Each(layer.build(step, l.args))
+        inner = layer.build(step, l.args)
+        # Layers that act on the last axis need no wrapper, so `each linear(1)` keeps `linear_1.weight`.
+        return inner if isinstance(inner, _LAST_AXIS) else Each(inner)
     return layer.build(l.input, l.args)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Diagnostic, Report, SpecError, Source, did_you_mean
 from dslc.dsl.format import format_expr
-from dslc.dsl.parse import parse
+from dslc.dsl.parse import parse, relocate
 
 from .data_sources import DATA_FUNCTIONS, DATA_SOURCES
 from .functions import FUNCTIONS
@@ -57,7 +57,7 @@ def parse_override(text: str) -> tuple[list[str], ast.Expr]:
         for d in err.diagnostics:
             d.source = source
         raise SpecError(err.diagnostics) from None
-    return target, expr
+    return target, relocate(expr, source)
 
 
 def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]], report: Report,
@@ -78,7 +78,8 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
             old_kind = _literal_kind(old.value)
             new_kind = _literal_kind(expr)
             if old_kind and new_kind and old_kind != new_kind and not {old_kind, new_kind} <= {"int", "float"}:
-                report.error(f"{where}: '{key}' is {old_kind} in the spec, not {new_kind}", expr.span)
+                report.error(f"{where}: '{key}' is {_KIND_TEXT[old_kind]} in the spec, not {_KIND_TEXT[new_kind]}",
+                             expr.span)
                 continue
             if old_kind == "int" and new_kind == "float":
                 report.error(f"{where}: '{key}' is a whole number in the spec", expr.span)
@@ -86,20 +87,24 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
             items[n] = ast.Let(name=old.name, value=expr, span=old.span)
             continue
         block_name, setting = target[0], target[1:]
-        allowed = {"data": DATA_KEYS, "train": TRAIN_KEYS, "export": EXPORT_KEYS}.get(block_name)
-        if allowed is None or (block_name != "init" and setting[0] not in allowed):
-            hint = did_you_mean(setting[0], allowed) if allowed else did_you_mean(block_name, ("data", "train", "export"))
+        allowed = {"data": DATA_KEYS, "train": TRAIN_KEYS, "export": EXPORT_KEYS, "init": None}.get(block_name, ())
+        if allowed == () or (allowed is not None and setting[0] not in allowed):
+            hint = did_you_mean(setting[0], allowed) if allowed else did_you_mean(block_name, ("data", "train", "export", "init"))
             report.error(f"{where}: there is no setting '{key}'", expr.span, hint)
             continue
-        new = ast.Setting(target=setting, value=expr)
+        new = ast.Setting(target=setting, value=expr, span=expr.span)
         for n, item in enumerate(items):
             if isinstance(item, ast.Block) and item.block == block_name:
                 settings = [s for s in item.settings if s.target != setting] + [new]
                 items[n] = ast.Block(block=block_name, settings=settings, span=item.span)
                 break
         else:
-            items.append(ast.Block(block=block_name, settings=[new]))
+            items.append(ast.Block(block=block_name, settings=[new], span=expr.span))
     return ast.Spec(items=items, span=spec.span)
+
+
+_KIND_TEXT = {"int": "a whole number", "float": "a number", "a string": "a string", "a boolean": "a boolean",
+              "a list": "a list"}
 
 
 def _literal_kind(e) -> str | None:
@@ -127,6 +132,7 @@ class SpecChecker:
         self.report = Report(source)
         self.lets: dict = {}
         self.let_spans: dict[str, ast.Span] = {}
+        self.broken_models: set[str] = set()
         self.ev = Evaluator(self.lets, self.report)
         self.spec_dir = Path(source.path).parent if source.path not in ("<spec>", "-") else Path.cwd()
 
@@ -161,11 +167,12 @@ class SpecChecker:
                                       f"merge it into the `{item.block}` block at line {seen_blocks[item.block].span.line}")
                 seen_blocks[item.block] = item
         models = self.spec.models
-        names = set()
+        first: dict[str, ast.Span] = {}
         for m in models:
-            if m.name in names:
-                self.report.error(f"model '{m.name}' is defined twice", m.span)
-            names.add(m.name)
+            if m.name in first:
+                self.report.error(f"model '{m.name}' is defined twice", m.span,
+                                  f"the first is at line {first[m.name].line}; rename one")
+            first.setdefault(m.name, m.span)
         if not models:
             self.report.error("the spec defines no model", ast.Span(line=1, column=1, end_line=1, end_column=2),
                               "add one: model net(x: f32[4]) { linear(1) }")
@@ -173,11 +180,12 @@ class SpecChecker:
         if sum(isinstance(i, ast.Variants) for i in self.spec.items) > 1:
             self.report.error("a second `variants` block", [i for i in self.spec.items if isinstance(i, ast.Variants)][1].span,
                               "list every variant in one block")
-        vnames = set()
+        vfirst: dict[str, ast.Span] = {}
         for v in variants:
-            if v.name in vnames:
-                self.report.error(f"variant '{v.name}' is defined twice", v.span)
-            vnames.add(v.name)
+            if v.name in vfirst:
+                self.report.error(f"variant '{v.name}' is defined twice", v.span,
+                                  f"the first is at line {vfirst[v.name].line}")
+            vfirst.setdefault(v.name, v.span)
 
     def settings(self, block: ast.Block, allowed) -> dict[str, ast.Setting]:
         out: dict[str, ast.Setting] = {}
@@ -215,10 +223,13 @@ class SpecChecker:
     # ------------------------------------------------------------ lets
 
     def check_lets(self) -> None:
+        first: dict[str, ast.Span] = {}
         for let in self.spec.lets:
-            if let.name in self.lets:
-                self.report.error(f"variable '{let.name}' is defined twice", let.span)
+            if let.name in first:
+                self.report.error(f"variable '{let.name}' is defined twice", let.span,
+                                  f"the first is at line {first[let.name].line}; use --set or variants to change it")
                 continue
+            first[let.name] = let.span
             if let.name in ("data", "output", "target"):
                 self.report.error(f"'{let.name}' is a reserved name", let.span, "choose another name")
                 continue
@@ -226,7 +237,7 @@ class SpecChecker:
                 self.lets[let.name] = self.ev(let.value)
                 self.let_spans[let.name] = let.span
             except NotConstant:
-                pass
+                self.ev.failed.add(let.name)
 
     # ------------------------------------------------------------ data
 
@@ -339,6 +350,8 @@ class SpecChecker:
         if isinstance(e, ast.Var):
             if e.name in names:
                 return
+            if e.name in self.ev.failed:
+                raise _Bail
             v = self.lets.get(e.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.ev.used.add(e.name)
@@ -410,7 +423,10 @@ class SpecChecker:
     def check_models(self) -> dict[str, ModelIR]:
         models = {}
         for m in self.spec.models:
+            errors = len(self.report.errors)
             ir = ModelChecker(m, self.ev, self.report).check()
+            if len(self.report.errors) > errors:
+                self.broken_models.add(m.name)      # its shapes are unreliable: no checks that use them
             if ir is not None and m.name not in models:
                 models[m.name] = ir
         return models
@@ -461,10 +477,12 @@ class SpecChecker:
             if model is None:
                 raise _Bail
             if data is None:
-                self.report.error("training needs a data block", block.span,
-                                  "add: data { source = mnist(root=\"data\") batch = 64 }")
+                if self.spec.block("data") is None:
+                    self.report.error("training needs a data block", block.span,
+                                      "add: data { source = mnist(root=\"data\") batch = 64 }")
                 raise _Bail
-            loss = self.check_loss(s.get("loss"), model, data, block)
+            model_ok = name not in self.broken_models
+            loss = self.check_loss(s.get("loss"), model, data, block) if model_ok else LossIR()
             optimizer = self.catalog_call(s.get("optimizer"), OPTIMIZERS, "optimizer", CallIR("adam", {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}))
             schedule = self.catalog_call(s.get("schedule"), SCHEDULES, "schedule", None)
             epochs = self.typed(s.get("epochs"), "int", None, positive)
@@ -473,7 +491,7 @@ class SpecChecker:
                 self.report.error("give `epochs` or `steps`, not both", s["steps"].span)
             if epochs is None and steps is None:
                 epochs = 1
-            metrics = self.check_metrics(s.get("metrics"), model, data)
+            metrics = self.check_metrics(s.get("metrics"), model if model_ok else None, data)
             evaluate = self.every(s.get("evaluate"), ("epochs", 1))
             log = self.every(s.get("log"), ("steps", 50))
             checkpoint = self.every(s.get("checkpoint"), ("epochs", 1))
@@ -524,7 +542,7 @@ class SpecChecker:
         self.report.error(f"`{s.key}` is written every(epochs=N) or every(steps=N)", s.value.span)
         raise _Bail
 
-    def check_metrics(self, s, model: ModelIR, data: DataIR) -> list[CallIR]:
+    def check_metrics(self, s, model: ModelIR | None, data: DataIR) -> list[CallIR]:
         if s is None:
             return []
         e = s.value
@@ -532,7 +550,7 @@ class SpecChecker:
         out = []
         for item in items:
             out_call = self.catalog_call(ast.Setting(target=["metric"], value=item, span=item.span), METRICS, "metric", None)
-            if out_call.name in ("accuracy", "top_k") and not self._is_classifier(model, data):
+            if model is not None and out_call.name in ("accuracy", "top_k") and not self._is_classifier(model, data):
                 self.report.error(f"{out_call.name} needs class scores and class labels", item.span,
                                   "use mse or mae for regression")
                 raise _Bail
@@ -611,7 +629,7 @@ class SpecChecker:
                     continue
                 target = ".".join(s.target[:-1])
                 dist = self.catalog_call(s, INITIALIZERS, "initialiser", None)
-                if model is not None:
+                if model is not None and model.name not in self.broken_models:
                     names = {l.name for l in model.layers} | {f"{b.name}.{l.name}" for b in model.blocks.values() for l in b.layers}
                     kinds = {l.layer for l in model.layers} | {l.layer for b in model.blocks.values() for l in b.layers}
                     if target not in names and target not in kinds:
@@ -707,6 +725,8 @@ class LossEnv:
         if isinstance(e, ast.Var):
             if e.name in self.names:
                 return self.names[e.name]
+            if e.name in self.c.ev.failed:
+                raise _Bail
             v = self.c.lets.get(e.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.c.ev.used.add(e.name)

@@ -35,8 +35,8 @@ class LayerIR:
             v = self.args.get(a.name)
             if a.variadic:
                 parts += [str(x) for x in v]
-            elif a.required:
-                parts.append(str(v) if not parts or "=" not in parts[-1] else f"{a.name}={v}")
+            elif a.required:   # the first one positional, as specs write conv2d(16, kernel=5)
+                parts.append(str(v) if not parts else f"{a.name}={v}")
             elif v != a.default:
                 parts.append(f"{a.name}={str(v).lower() if isinstance(v, bool) else v}")
         text = f"{self.layer}({', '.join(parts)})" if parts else self.layer

@@ -15,6 +15,10 @@ from .shapes import ShapeError, TensorShape
 from .values import Arg, non_negative, positive, probability
 
 
+def _no_params(x: TensorShape, a: dict) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -23,6 +27,7 @@ class Layer:
     build: Callable[[TensorShape, dict], object]
     args: list[Arg] = field(default_factory=list)
     sequence_input: bool = False   # takes [T, F] and is not applied per step by `each`
+    params: Callable[[TensorShape, dict], int] = _no_params   # trainable values, counted without torch
 
 
 LAYERS: dict[str, Layer] = {}
@@ -31,6 +36,12 @@ LAYERS: dict[str, Layer] = {}
 def register(layer: Layer) -> Layer:
     LAYERS[layer.name] = layer
     return layer
+
+
+def layer_params(l) -> int:
+    """Trainable values of a checked layer (a compiler.ir.LayerIR); `each` layers count one step's layer."""
+    x = TensorShape(l.input.dtype, l.input.dims[1:]) if l.each else l.input
+    return LAYERS[l.layer].params(x, l.args)
 
 
 def _nn():
@@ -73,10 +84,10 @@ def _rank_hint(x: TensorShape, rank: int) -> str | None:
 
 
 def _conv_dim(d, kernel, stride, padding, dilation, layer):
-    if isinstance(d, str):
-        shrink = dilation * (kernel - 1) - 2 * padding
+    if isinstance(d, str):      # a symbolic length: the same formula, written out
+        shrink = dilation * (kernel - 1) - 2 * padding + (stride != 1)
         base = d if shrink == 0 else f"{d}{'-' if shrink > 0 else '+'}{abs(shrink)}"
-        return base if stride == 1 else f"({base}-1)/{stride}+1"
+        return base if stride == 1 else f"({base})/{stride}+1"
     out = (d + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     if out < 1:
         raise ShapeError(f"{layer}: a size of {d} is too small for kernel {kernel} "
@@ -121,6 +132,7 @@ register(Layer(
     args=[Arg("features", "int", check=positive), Arg("bias", "bool", True)],
     shape=lambda x, a: (need_rank(x, "linear", 1, "a flat feature vector [F]"), x.with_dims([a["features"]]))[1],
     build=lambda x, a: _nn().Linear(x.dims[0], a["features"], bias=a["bias"]),
+    params=lambda x, a: a["features"] * (x.dims[0] + a["bias"]),
 ))
 
 _CONV_ARGS = [Arg("channels", "int", check=positive), Arg("kernel", "size", check=positive),
@@ -150,8 +162,19 @@ def _conv_build(n):
     return build
 
 
-register(Layer("conv1d", "1-D convolution: [C, L] -> [channels, L'].", _conv_shape(1), _conv_build(1), _CONV_ARGS))
-register(Layer("conv2d", "2-D convolution: [C, H, W] -> [channels, H', W'].", _conv_shape(2), _conv_build(2), _CONV_ARGS))
+def _conv_params(n):
+    def count(x: TensorShape, a: dict) -> int:
+        kernel = 1
+        for k in _per_axis(a["kernel"], n):
+            kernel *= k
+        return a["channels"] * (x.dims[0] // a["groups"] * kernel + a["bias"])
+    return count
+
+
+register(Layer("conv1d", "1-D convolution: [C, L] -> [channels, L'].", _conv_shape(1), _conv_build(1), _CONV_ARGS,
+               params=_conv_params(1)))
+register(Layer("conv2d", "2-D convolution: [C, H, W] -> [channels, H', W'].", _conv_shape(2), _conv_build(2), _CONV_ARGS,
+               params=_conv_params(2)))
 
 _POOL_ARGS = [Arg("kernel", "size", check=positive), Arg("stride", "size", None, check=positive),
               Arg("padding", "size", 0, check=non_negative)]
@@ -171,7 +194,8 @@ def _pool(kind: str, n: int):
         cls = getattr(_nn(), f"{kind.capitalize()}Pool{n}d")
         return cls(a["kernel"], stride=a["stride"], padding=a["padding"])
 
-    register(Layer(name, f"{kind} pooling over {n} spatial axis{'es' if n > 1 else ''}.", rule, build, _POOL_ARGS))
+    register(Layer(name, f"{kind.capitalize()} pooling over {n} spatial {'axis' if n == 1 else 'axes'}.", rule, build,
+                   _POOL_ARGS))
 
 
 for _kind in ("max", "avg"):
@@ -190,7 +214,8 @@ def _adaptive(n: int):
     def build(x, a):
         return getattr(_nn(), f"AdaptiveAvgPool{n}d")(a["size"])
 
-    register(Layer(name, f"Average pooling to a fixed output size over {n} axes.", rule, build,
+    register(Layer(name, f"Average pooling to a fixed output size over {n} spatial {'axis' if n == 1 else 'axes'}.",
+                   rule, build,
                    [Arg("size", "size", check=positive)]))
 
 
@@ -217,7 +242,8 @@ def _batchnorm_build(x, a):
 
 register(Layer("batchnorm", "Batch normalisation over the channel (or feature) axis; 1-D or 2-D from the shape.",
                _batchnorm_shape, _batchnorm_build,
-               [Arg("momentum", "float", 0.1, check=probability), Arg("eps", "float", 1e-5, check=positive)]))
+               [Arg("momentum", "float", 0.1, check=probability), Arg("eps", "float", 1e-5, check=positive)],
+               params=lambda x, a: 2 * x.dims[0]))
 
 
 def _layernorm_shape(x, a):
@@ -228,7 +254,8 @@ def _layernorm_shape(x, a):
 
 
 register(Layer("layernorm", "Layer normalisation over the last axis.", _layernorm_shape,
-               lambda x, a: _nn().LayerNorm(x.dims[-1], eps=a["eps"]), [Arg("eps", "float", 1e-5, check=positive)]))
+               lambda x, a: _nn().LayerNorm(x.dims[-1], eps=a["eps"]), [Arg("eps", "float", 1e-5, check=positive)],
+               params=lambda x, a: 2 * x.dims[-1]))
 
 
 def _any_float(name):
@@ -325,11 +352,14 @@ def _embedding_shape(x, a):
 register(Layer("embedding", "Token ids -> vectors: i64[T] -> [T, dim].", _embedding_shape,
                lambda x, a: _nn().Embedding(a["vocab"], a["dim"], padding_idx=a["padding"]),
                [Arg("vocab", "int", check=positive), Arg("dim", "int", check=positive),
-                Arg("padding", "int", None)]))
+                Arg("padding", "int", None)], params=lambda x, a: a["vocab"] * a["dim"]))
 
 _RNN_ARGS = [Arg("hidden", "int", check=positive), Arg("layers", "int", 1, check=positive),
              Arg("bidirectional", "bool", False), Arg("dropout", "float", 0.0, check=probability),
              Arg("carry_state", "bool", False)]
+
+
+_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
 def _recurrent(name: str, cls: str, extra=()):
@@ -348,8 +378,16 @@ def _recurrent(name: str, cls: str, extra=()):
                                         bidirectional=a["bidirectional"], dropout=a["dropout"],
                                         carry_state=a["carry_state"], **kw)
 
+    def count(x, a):
+        gates, hidden, directions = _GATES[cls], a["hidden"], 2 if a["bidirectional"] else 1
+        total = 0
+        for layer in range(a["layers"]):
+            features = x.dims[1] if layer == 0 else hidden * directions
+            total += directions * gates * hidden * (features + hidden + 2)
+        return total
+
     register(Layer(name, f"{cls} over a sequence: [T, F] -> [T, hidden] (x2 if bidirectional).", rule, build,
-                   _RNN_ARGS + list(extra), sequence_input=True))
+                   _RNN_ARGS + list(extra), sequence_input=True, params=count))
 
 
 _recurrent("rnn", "RNN", [Arg("nonlinearity", "str", "tanh", choices=("tanh", "relu"))])

@@ -14,11 +14,12 @@ from dslc.dsl.diagnostics import Report, did_you_mean
 from .functions import FUNCTIONS
 from .initializers import INITIALIZERS
 from .ir import BlockCall, BlockIR, Chain, Const, Fn, LayerIR, ModelIR, ParamIR, Ref
-from .layers import LAYERS
+from .layers import LAYERS, layer_params
 from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape, broadcast
 from .values import CallValue, Evaluator, NotConstant, bind
 
 MAX_DIM = 1 << 31
+MAX_PARAMS = 2_000_000_000     # 8 GB of float32 weights: beyond this a spec is a mistake
 
 
 class Typed:
@@ -53,7 +54,9 @@ class ModelChecker:
         self.block_defs: dict[str, ast.BlockDef] = {}
         self.counters: dict[str, dict[str, int]] = {}
         self.used: set[str] = set()
+        self.failed_blocks: set[str] = set()       # reported once; later calls stay quiet
         self.current: Typed | None = None
+        self.chain_broken = False      # a stage of the running chain failed: later shapes are unknown
         self.returned = False
 
     # ------------------------------------------------------------ entry
@@ -74,7 +77,8 @@ class ModelChecker:
         for st in m.body:
             if isinstance(st, ast.BlockDef):
                 if st.name in self.block_defs:
-                    self.report.error(f"block '{st.name}' is defined twice", st.span)
+                    self.report.error(f"block '{st.name}' is defined twice", st.span,
+                                      f"the first is at line {self.block_defs[st.name].span.line}; rename one")
                 elif st.name in LAYERS:
                     self.report.error(f"block '{st.name}' has the name of a layer", st.span, "choose another name")
                 else:
@@ -84,9 +88,9 @@ class ModelChecker:
                 self.statement(st)
             except _Bail:
                 pass
-        if not self.returned:
+        if not self.returned and not self.chain_broken:
             if self.current is None:
-                if len(self.ir.inputs) == 1 and not self.report.errors:
+                if len(self.ir.inputs) == 1 and len(self.m.inputs) == 1:     # no stages: the identity
                     self.current = self.values[next(iter(self.ir.inputs))]
                     self.used.update(self.ir.inputs)
                 elif len(self.ir.inputs) > 1:
@@ -98,10 +102,21 @@ class ModelChecker:
         for name, b in self.block_defs.items():
             if name not in self.ir.blocks and name not in self.used:
                 self.report.warning(f"block '{name}' is never used", b.span)
+                for st in b.stages:
+                    self.validate(st, scope=name)
+        self.count_params()
         for name in self.ir.inputs:
             if name not in self.used:
                 self.report.warning(f"input '{name}' is never used", self._input_span(name))
         return self.ir
+
+    def count_params(self) -> None:
+        """Refuse models too large to build, before any weight is allocated."""
+        layers = list(self.ir.layers) + [l for b in self.ir.blocks.values() for l in b.layers]
+        total = sum(layer_params(l) for l in layers) + sum(p.shape.numel() or 0 for p in self.ir.params)
+        if total > MAX_PARAMS:
+            self.report.error(f"model {self.m.name} would have {total:,} parameters, more than the "
+                              f"{MAX_PARAMS:,} dslc builds", self.m.span, "use smaller layers")
 
     def _input_span(self, name):
         return next((i.span for i in self.m.inputs if i.name == name), self.m.span)
@@ -118,16 +133,18 @@ class ModelChecker:
             return
         elif isinstance(st, ast.Binding):
             self._new_name(st.name, st.span)
-            self.values[st.name] = self.expr(st.value)
-            self.ir.steps.append((st.name, self.values[st.name].node))
+            value = self.expr(st.value)
+            self.ir.steps.append((st.name, value.node))
+            # Later uses read the computed value (Ref), so a binding runs once per forward pass.
+            self.values[st.name] = Typed(Ref(st.name), value.shape, value.batched)
         elif isinstance(st, ast.Return):
+            self.returned = True
             outs = [self.expr(v) for v in st.values]
             for v, o in zip(st.values, outs):
                 if not o.batched:
                     self.report.error("this output does not depend on any input", v.span)
             self.ir.outputs = [o.node for o in outs]
             self.ir.output_shapes = [o.shape for o in outs]
-            self.returned = True
         else:
             self.top_stage(st)
 
@@ -180,16 +197,39 @@ class ModelChecker:
     # ------------------------------------------------------------ stages
 
     def top_stage(self, st) -> None:
+        if self.chain_broken:
+            self.validate(st, scope="")
+            raise _Bail
         if self.current is None:
+            if len(self.ir.inputs) != len(self.m.inputs):    # an input's type is wrong, and reported
+                self.chain_broken = True
+                self.validate(st, scope="")
+                raise _Bail
             if len(self.ir.inputs) != 1:
+                self.chain_broken = True
                 self.report.error(f"with {len(self.ir.inputs)} inputs, a stage needs to know which one it takes",
                                   st.span, "put the stages in a `block` and call it: h = encoder(x)")
                 raise _Bail
             name = next(iter(self.ir.inputs))
             self.used.add(name)
             self.current = self.values[name]
-        layers, typed = self.stage(st, self.current, scope="")
+        try:
+            layers, typed = self.stage(st, self.current, scope="")
+        except _Bail:
+            self.chain_broken = True
+            raise
         self.current = typed
+
+    def validate(self, st, scope: str) -> None:
+        """Check what can be checked of a stage whose input shape is unknown: its name and arguments."""
+        if isinstance(st, ast.EachStage):
+            return self.validate(st.stage, scope)
+        if st.name in self.block_defs and not scope:
+            return
+        try:
+            self.layer_args(st, scope)
+        except _Bail:
+            pass
 
     def stage(self, st, value: Typed, scope: str) -> tuple[list[LayerIR], Typed]:
         """Apply one stage to `value`; top-level layers join the model, block layers the block."""
@@ -210,7 +250,8 @@ class ModelChecker:
             return [layer_ir], Typed(node, layer_ir.output, True)
         return [layer_ir], Typed(None, layer_ir.output, True)
 
-    def layer(self, st: ast.LayerStage, shape: TensorShape, scope: str, each: bool) -> LayerIR:
+    def layer_args(self, st: ast.LayerStage, scope: str):
+        """The catalog entry a stage names and its bound arguments (reported and _Bail if wrong)."""
         layer = LAYERS.get(st.name)
         if layer is None:
             known = list(LAYERS) + ([] if scope else list(self.block_defs))
@@ -223,7 +264,11 @@ class ModelChecker:
         args = bind(st.name, layer.args, values, st.span, self.report, known_names=self.ev.env)
         if args is None:
             raise _Bail
-        spans = args.pop("__spans__")
+        args.pop("__spans__")
+        return layer, args
+
+    def layer(self, st: ast.LayerStage, shape: TensorShape, scope: str, each: bool) -> LayerIR:
+        layer, args = self.layer_args(st, scope)
         try:
             out = layer.shape(shape, args)
         except ShapeError as err:
@@ -233,7 +278,6 @@ class ModelChecker:
             if isinstance(d, int) and d >= MAX_DIM:
                 self.report.error(f"{st.name} would produce a dimension of {d}", st.span)
                 raise _Bail
-        del spans
         counters = self.counters.setdefault(scope, {})
         counters[st.name] = counters.get(st.name, 0) + 1
         return LayerIR(f"{st.name}_{counters[st.name]}", st.name, args, shape, out, each, st.span)
@@ -273,15 +317,24 @@ class ModelChecker:
                                   span, "a block has one set of weights, so its input shape must stay the same")
                 raise _Bail
             return Typed(BlockCall(name, value.node), existing.output, value.batched)
+        if name in self.failed_blocks:
+            raise _Bail
         if not value.batched:
             self.report.error(f"block '{name}' is applied to a value that does not depend on any input", span)
             raise _Bail
+        self.failed_blocks.add(name)        # until its stages check
         d = self.block_defs[name]
         shape, layers = value.shape, []
         typed = Typed(None, shape, True)
-        for st in d.stages:
-            new, typed = self.stage(st, typed, scope=name)
+        for n, st in enumerate(d.stages):
+            try:
+                new, typed = self.stage(st, typed, scope=name)
+            except _Bail:
+                for rest in d.stages[n + 1:]:
+                    self.validate(rest, scope=name)
+                raise
             layers += new
+        self.failed_blocks.discard(name)
         self.ir.blocks[name] = BlockIR(name, tuple(layers), value.shape, typed.shape)
         return Typed(BlockCall(name, value.node), typed.shape, True)
 
@@ -291,6 +344,8 @@ class ModelChecker:
         if isinstance(e, ast.Number):
             return Typed(Const(float(e.value)), TensorShape("f32", ()), False)
         if isinstance(e, ast.Var):
+            if e.name in self.ev.failed:
+                raise _Bail
             if e.name in self.values:
                 self.used.add(e.name)
                 return self.values[e.name]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .ir import BlockCall, Chain, Const, Fn, Ref
+
 
 class Reshape(nn.Module):
     def __init__(self, dims):
@@ -132,7 +134,6 @@ class SpecModule(nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
     def _eval(self, node, env):
-        from .ir import BlockCall, Chain, Const, Fn, Ref
         if isinstance(node, Ref):
             return env[node.name] if node.name in env else getattr(self, node.name)
         if isinstance(node, Chain):

@@ -11,6 +11,7 @@ schedules, metrics, data sources) reports argument mistakes the same way.
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 from dataclasses import dataclass, field
@@ -50,11 +51,17 @@ class Arg:
 
 @dataclass(frozen=True)
 class Value:
-    """An evaluated argument: its name (None for positional), value and span."""
+    """An evaluated argument: its name (None for positional), value, the value's span and the
+    whole argument's span (`name=value`), where mistakes in the name are shown."""
 
     name: str | None
     value: Any
     span: ast.Span
+    arg_span: ast.Span = ast.NO_SPAN
+
+    @property
+    def where(self) -> ast.Span:
+        return self.arg_span if self.arg_span.known else self.span
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ def bind(owner: str, specs: list[Arg], values: list[Value], span: ast.Span, repo
     by_name = {a.name: a for a in specs}
     out: dict[str, Any] = {}
     spans: dict[str, ast.Span] = {}
+    misspelt: set[str] = set()     # arguments an unknown keyword probably meant
     ok = True
     positional = [a for a in specs if not a.variadic]
     variadic = next((a for a in specs if a.variadic), None)
@@ -153,12 +161,13 @@ def bind(owner: str, specs: list[Arg], values: list[Value], span: ast.Span, repo
         else:
             target = by_name.get(v.name)
             if target is None or target.variadic:
-                report.error(f"{owner} has no argument '{v.name}'", v.span,
+                report.error(f"{owner} has no argument '{v.name}'", v.where,
                              did_you_mean(v.name, by_name) or f"{owner} takes no arguments")
+                misspelt.update(difflib.get_close_matches(v.name, list(by_name), n=1, cutoff=0.6))
                 ok = False
                 continue
         if target.name in out:
-            report.error(f"argument '{target.name}' of {owner} is given twice", v.span)
+            report.error(f"argument '{target.name}' of {owner} is given twice", v.where)
             ok = False
             continue
         out[target.name] = v
@@ -175,11 +184,11 @@ def bind(owner: str, specs: list[Arg], values: list[Value], span: ast.Span, repo
             result[a.name] = coerced
             continue
         if given is None:
-            if a.default is ...:
+            if a.default is ... and a.name not in misspelt:
                 report.error(f"{owner} needs argument '{a.name}'", span,
                              f"write {owner}({', '.join(x.name + '=...' for x in specs if x.required)})")
                 ok = False
-            else:
+            elif a.default is not ...:
                 result[a.name] = a.default
             continue
         c = _check_one(owner, a, given, report, known_names)
@@ -196,6 +205,11 @@ def bind(owner: str, specs: list[Arg], values: list[Value], span: ast.Span, repo
 _BAD = object()
 
 
+def _subject(owner: str, a: Arg) -> str:
+    """How an argument is named in messages; a setting is checked as a call of one argument of its own name."""
+    return f"'{a.name}'" if a.name == owner else f"argument '{a.name}' of {owner}"
+
+
 def _check_one(owner: str, a: Arg, v: Value, report: Report, known_names) -> Any:
     if isinstance(v.value, Symbol) and a.kind not in ("str", "name", "any"):
         report.error(f"unknown name '{v.value.name}'", v.span,
@@ -206,21 +220,23 @@ def _check_one(owner: str, a: Arg, v: Value, report: Report, known_names) -> Any
     try:
         c = _coerce(a.kind, v.value)
     except TypeError:
-        report.error(f"argument '{a.name}' of {owner} must be {KIND_NAMES[a.kind]}, not {describe(v.value)}", v.span)
+        report.error(f"{_subject(owner, a)} must be {KIND_NAMES[a.kind]}, not {describe(v.value)}", v.span)
         return _BAD
     if a.choices and c not in a.choices:
-        report.error(f"argument '{a.name}' of {owner} must be one of: {', '.join(map(str, a.choices))}", v.span,
+        report.error(f"{_subject(owner, a)} must be one of: {', '.join(map(str, a.choices))}", v.span,
                      did_you_mean(str(c), map(str, a.choices)))
         return _BAD
     if a.check:
         complaint = a.check(c)
         if complaint:
-            report.error(f"argument '{a.name}' of {owner} {complaint} (got {describe(v.value)})", v.span)
+            report.error(f"{_subject(owner, a)} {complaint} (got {describe(v.value)})", v.span)
             return _BAD
     return c
 
 
 # ---------------------------------------------------------------- evaluation
+
+MAX_INT_BITS = 64     # whole numbers beyond this are mistakes, and would make arithmetic slow
 
 _BINOPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow}
 CONST_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "abs": abs, "min": min, "max": max,
@@ -246,6 +262,7 @@ class Evaluator:
         self.env = env
         self.report = report
         self.used: set[str] = set()
+        self.failed: set[str] = set()     # variables whose value had an error (reported): using them is quiet
 
     def __call__(self, e) -> Any:
         """The expression's value; reports and raises NotConstant when it has none."""
@@ -256,6 +273,8 @@ class Evaluator:
         if isinstance(e, ast.ListExpr):
             return [self(i) for i in e.items]
         if isinstance(e, ast.Var):
+            if e.name in self.failed:
+                raise NotConstant
             if e.name in self.env:
                 self.used.add(e.name)
                 v = self.env[e.name]
@@ -277,6 +296,10 @@ class Evaluator:
                                        f"{facts.owner} provides no facts"))
                     raise NotConstant
                 return facts.facts[e.name]
+            if isinstance(base, ast.Var) and base.name == "data":
+                self.report.error(f"data.{e.name} needs a `data` block", e.span,
+                                  "add one: data { source = mnist(root=\"data\") }, or write the number")
+                raise NotConstant
             self.report.error("'.' is only used for data facts such as data.classes here", e.span)
             raise NotConstant
         if isinstance(e, ast.Neg):
@@ -285,6 +308,9 @@ class Evaluator:
         if isinstance(e, ast.BinOp):
             a, b = self(e.left), self(e.right)
             a, b = self._number(a, e.left), self._number(b, e.right)
+            if e.op == "**" and isinstance(b, int) and abs(a) > 1 and b * math.log2(abs(a)) > MAX_INT_BITS:
+                self.report.error("number too large", e.span)
+                raise NotConstant
             try:
                 v = _BINOPS[e.op](a, b)
             except ZeroDivisionError:
@@ -296,7 +322,7 @@ class Evaluator:
             if isinstance(v, complex):
                 self.report.error("result is not a real number", e.span)
                 raise NotConstant
-            if isinstance(v, float) and not math.isfinite(v):
+            if (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, int) and v.bit_length() > MAX_INT_BITS):
                 self.report.error("number too large", e.span)
                 raise NotConstant
             return v
@@ -304,7 +330,7 @@ class Evaluator:
             if not isinstance(e.func, ast.Var):
                 self.report.error("only named functions can be called", e.span)
                 raise NotConstant
-            args = tuple(Value(a.name, self(a.value), a.value.span) for a in e.args)
+            args = tuple(Value(a.name, self(a.value), a.value.span, a.span) for a in e.args)
             name = e.func.name
             if name in CONST_FUNCTIONS and all(isinstance(a.value, (int, float)) and not isinstance(a.value, bool)
                                                and a.name is None for a in args):
@@ -341,7 +367,7 @@ class Evaluator:
         out, ok = [], True
         for a in args:
             try:
-                out.append(Value(a.name, self(a.value), a.value.span))
+                out.append(Value(a.name, self(a.value), a.value.span, a.span))
             except NotConstant:
                 ok = False
         return out if ok else None

@@ -7,19 +7,24 @@ same thing compare equal wherever they were written.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Span(BaseModel):
-    """1-based line and column of a node's first character, and of its end (exclusive)."""
+    """1-based line and column of a node's first character, and of its end (exclusive).
+
+    `origin` is the Source (dsl.diagnostics) of text other than the spec file itself,
+    such as a `--set` override; diagnostics at such a span point into that text.
+    """
 
     model_config = ConfigDict(frozen=True)
     line: int = 0
     column: int = 0
     end_line: int = 0
     end_column: int = 0
+    origin: Any = Field(default=None, exclude=True, repr=False)
 
     @property
     def known(self) -> bool:

@@ -29,8 +29,9 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        """Line `number` (1-based), counted as the parser counts them: only '\\n' ends a line."""
+        lines = self.text.split("\n")
+        return lines[number - 1].rstrip("\r") if 0 < number <= len(lines) else ""
 
 
 @dataclass
@@ -41,12 +42,18 @@ class Diagnostic:
     severity: Literal["error", "warning"] = "error"
     source: Source | None = None
 
+    @property
+    def where(self) -> Source | None:
+        """The text the span points into: the spec, or an override's own text."""
+        return self.span.origin or self.source
+
     def render(self) -> str:
-        path = self.source.path if self.source else "<spec>"
+        source = self.where
+        path = source.path if source else "<spec>"
         line, col = (self.span.line, self.span.column) if self.span.known else (1, 1)
         out = [f"{path}:{line}:{col}: {self.severity}: {self.message}"]
-        if self.source and self.span.known:
-            text = self.source.line(line).rstrip("\n").expandtabs(1)
+        if source and self.span.known:
+            text = source.line(line).rstrip("\n").expandtabs(1)
             if text.strip():
                 end = self.span.end_column if self.span.end_line == line else len(text) + 1
                 width = max(1, min(end, len(text) + 1) - col)
@@ -59,7 +66,7 @@ class Diagnostic:
 
     def as_json(self) -> dict:
         return {
-            "file": self.source.path if self.source else None,
+            "file": self.where.path if self.where else None,
             "line": self.span.line, "column": self.span.column,
             "end_line": self.span.end_line, "end_column": self.span.end_column,
             "severity": self.severity, "message": self.message, "hint": self.hint,

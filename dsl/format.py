@@ -6,8 +6,6 @@ Expressions get the fewest parentheses that keep their meaning.
 
 from __future__ import annotations
 
-import json
-
 from . import ast
 
 INDENT = "    "
@@ -25,6 +23,11 @@ def format_number(value: int | float) -> str:
     return text
 
 
+def format_string(value: str) -> str:
+    """A string literal using only the escapes the grammar reads back: \\\\ \\" \\n."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def _precedence(e) -> int:
     if isinstance(e, ast.BinOp):
         return _PRECEDENCE[e.op]
@@ -39,13 +42,14 @@ def format_expr(e) -> str:
     if isinstance(e, ast.Number):
         return format_number(e.value)
     if isinstance(e, ast.String):
-        return json.dumps(e.value, ensure_ascii=False)
+        return format_string(e.value)
     if isinstance(e, ast.Bool):
         return "true" if e.value else "false"
     if isinstance(e, ast.Var):
         return e.name
     if isinstance(e, ast.Attr):
-        return f"{_wrap(e.value, _PRECEDENCE['postfix'])}.{e.name}"
+        base = _wrap(e.value, _PRECEDENCE["postfix"])
+        return f"({base}).{e.name}" if isinstance(e.value, ast.Number) else f"{base}.{e.name}"   # not `1.x`
     if isinstance(e, ast.Call):
         return f"{_wrap(e.func, _PRECEDENCE['postfix'])}({format_args(e.args)})"
     if isinstance(e, ast.Index):
@@ -83,26 +87,46 @@ def format_stage(s) -> str:
     return f"{s.name}({format_args(s.args)})" if s.args else s.name
 
 
-def _format_stages(stages, indent: str) -> list[str]:
-    """Stages on lines of their own, breaking after each activation-like bare stage run."""
-    lines, current = [], []
+# Stages that begin a new line when the line already has one, as a chain is written by hand:
+# the layers that carry the weights, and those that change what the value is.
+LINE_STARTERS = frozenset({"linear", "conv1d", "conv2d", "rnn", "lstm", "gru", "embedding",
+                           "flatten", "reshape", "last", "mean_over_time"})
+MAX_LINE = 88
+
+
+def _starts_line(stage, blocks: set[str]) -> bool:
+    inner = stage.stage if isinstance(stage, ast.EachStage) else stage
+    while isinstance(inner, ast.EachStage):
+        inner = inner.stage
+    return inner.name in LINE_STARTERS or inner.name in blocks
+
+
+def _format_stages(stages, indent: str, blocks: set[str] = frozenset()) -> list[str]:
+    """Stages on lines of their own: a new line before each weighted or reshaping layer (and each
+    block used as a stage) once the line has one, the activations, pooling and dropout that
+    follow it staying beside it; long lines break before MAX_LINE."""
+    lines: list[list[str]] = []
+    starter_on_line = False
     for s in stages:
-        current.append(format_stage(s))
-        if sum(len(c) + 1 for c in current) > 60:
-            lines.append(indent + " ".join(current))
-            current = []
-    if current:
-        lines.append(indent + " ".join(current))
-    return lines
+        text = format_stage(s)
+        starts = _starts_line(s, blocks)
+        too_long = lines and len(indent) + len(" ".join(lines[-1] + [text])) > MAX_LINE
+        if not lines or too_long or (starts and starter_on_line):
+            lines.append([])
+            starter_on_line = False
+        lines[-1].append(text)
+        starter_on_line = starter_on_line or starts
+    return [indent + " ".join(line) for line in lines]
 
 
 def _format_model(m: ast.Model) -> list[str]:
     inputs = ", ".join(f"{i.name}: {format_type(i.type)}" for i in m.inputs)
     out = [f"model {m.name}({inputs}) {{"]
+    blocks = {st.name for st in m.body if isinstance(st, ast.BlockDef)}
     run: list = []
 
     def flush():
-        out.extend(_format_stages(run, INDENT))
+        out.extend(_format_stages(run, INDENT, blocks))
         run.clear()
 
     for st in m.body:
@@ -115,7 +139,7 @@ def _format_model(m: ast.Model) -> list[str]:
             out.append(f"{INDENT}param {st.name}{typ} = {format_expr(st.value)}")
         elif isinstance(st, ast.BlockDef):
             out.append(f"{INDENT}block {st.name} {{")
-            out.extend(_format_stages(st.stages, INDENT * 2))
+            out.extend(_format_stages(st.stages, INDENT * 2, blocks))
             out.append(f"{INDENT}}}")
         elif isinstance(st, ast.Binding):
             out.append(f"{INDENT}{st.name} = {format_expr(st.value)}")
@@ -130,6 +154,26 @@ def format_setting(s: ast.Setting) -> str:
     return f"{s.key} = {format_expr(s.value)}"
 
 
+def _setting_lines(s: ast.Setting, width: int, indent: str) -> list[str]:
+    """`key = value` with the `=` at column `width`; a call too long for one line gets one argument a line."""
+    head = f"{indent}{s.key.ljust(width)} = "
+    line = head + format_expr(s.value)
+    e = s.value
+    if len(line) <= MAX_LINE or not isinstance(e, ast.Call) or not e.args:
+        return [line]
+    inner = indent + INDENT
+    return ([f"{head}{_wrap(e.func, _PRECEDENCE['postfix'])}("]
+            + [f"{inner}{format_args([a])}," for a in e.args] + [f"{indent})"])
+
+
+def _format_block(item: ast.Block) -> list[str]:
+    width = max((len(s.key) for s in item.settings), default=0)
+    body = [line for s in item.settings for line in _setting_lines(s, width, INDENT)]
+    if len(body) == 1 and len(item.block) + len(body[0]) + 4 <= MAX_LINE:     # export { format = onnx }
+        return [f"{item.block} {{ {body[0].strip()} }}"]
+    return [f"{item.block} {{"] + body + ["}"]
+
+
 def format_spec(spec: ast.Spec) -> str:
     chunks: list[list[str]] = []
     lets: list[str] = []
@@ -141,11 +185,13 @@ def format_spec(spec: ast.Spec) -> str:
             chunks.append(lets)
             lets = []
         if isinstance(item, ast.Block):
-            chunks.append([f"{item.block} {{"] + [INDENT + format_setting(s) for s in item.settings] + ["}"])
+            chunks.append(_format_block(item))
         elif isinstance(item, ast.Model):
             chunks.append(_format_model(item))
         elif isinstance(item, ast.Variants):
-            body = [f"{INDENT}{v.name}: " + ", ".join(format_setting(s) for s in v.settings) for v in item.variants]
+            width = max((len(v.name) + 1 for v in item.variants), default=0)
+            body = [f"{INDENT}{(v.name + ':').ljust(width)} " + ", ".join(format_setting(s) for s in v.settings)
+                    for v in item.variants]
             chunks.append(["variants {"] + body + ["}"])
     if lets:
         chunks.append(lets)

@@ -15,11 +15,12 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, SpecError, Source
+from .diagnostics import Diagnostic, SpecError, Source, did_you_mean
 
 GRAMMAR = Path(__file__).with_name("dlspec.lark")
 MAX_SPEC_BYTES = 1_000_000
 MAX_NESTING = 64
+MAX_NUMBER_DIGITS = 300
 
 TOKEN_NAMES = {
     "NAME": "a name", "NUMBER": "a number", "INT": "a whole number", "STRING": "a string",
@@ -43,8 +44,13 @@ def _token_span(tok: Token) -> ast.Span:
     return ast.Span(line=tok.line, column=tok.column, end_line=tok.end_line, end_column=tok.end_column)
 
 
-def _number(text: str) -> int | float:
-    return int(text) if re.fullmatch(r"[0-9]+", text) else float(text)
+def _number(text: str, span: ast.Span) -> int | float:
+    too_long = len(text) > MAX_NUMBER_DIGITS
+    value = float("inf") if too_long else int(text) if re.fullmatch(r"[0-9]+", text) else float(text)
+    if value == float("inf"):
+        shown = text if not too_long else text[:20] + "..."
+        raise SpecError([Diagnostic(f"the number {shown} is too large", span, "numbers must be finite")])
+    return value
 
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -96,7 +102,7 @@ class _ToAst(Transformer):
 
     def dim(self, meta, c):
         tok = c[0]
-        return int(tok) if tok.type == "INT" else str(tok)
+        return _number(str(tok), _token_span(tok)) if tok.type == "INT" else str(tok)
 
     def param_decl(self, meta, c):
         return ast.Param(name=str(c[0]), type=c[1], value=c[2], span=_span(meta))
@@ -157,7 +163,7 @@ class _ToAst(Transformer):
         return ast.Attr(value=c[0], name=str(c[1]), span=_span(meta))
 
     def number(self, meta, c):
-        return ast.Number(value=_number(str(c[0])), span=_span(meta))
+        return ast.Number(value=_number(str(c[0]), _span(meta)), span=_span(meta))
 
     def string(self, meta, c):
         return ast.String(value=_unescape(str(c[0])[1:-1]), span=_span(meta))
@@ -238,21 +244,29 @@ def _syntax_error(err: UnexpectedInput, text: str, source: Source) -> SpecError:
         span = _token_span(token)
         message = f"unexpected {'name' if token.type == 'NAME' else 'token'} '{token}'"
         hint = None
-        if token.type == "NAME" and "'='" in expected and "'('" in expected:
-            hint = "a setting is written `name = value`"
-        elif str(token) in ("}", ")", "]"):
-            hint = f"the '{token}' closes nothing here, or something before it is missing"
+        inside = _unclosed_bracket(text[:token.start_pos]) if token.start_pos is not None else None
+        if str(token) in ("}", ")", "]"):
+            closes = inside is not None and inside[0] == {"}": "{", ")": "(", "]": "["}[str(token)]
+            hint = (f"something is missing before the '{token}'" if closes
+                    else f"the '{token}' closes nothing here, or something before it is missing")
+        elif inside and inside[0] in "([" and "','" in expected and str(token) != "=":
+            hint = ("arguments are separated by commas: f(a, b, name=value)" if inside[0] == "("
+                    else "list items are separated by commas: [a, b, c]")
         elif str(token) == "=" and "','" in expected:
             hint = "keyword arguments are written name=value inside a call's parentheses"
         elif token.type in ("NUMBER", "STRING", "INT") and "a name" in expected:
             hint = "a stage is a layer name, optionally with arguments in parentheses"
-        elif token.type == "NAME" and not expected:
-            hint = None
+        elif "'='" in expected:
+            hint = "a setting is written `name = value`"
     if expected and len(expected) <= 10:
         message += "; expected " + ", ".join(expected)
     if hint is None and not at_end:
-        hint = ("a spec is made of `let`, `data`, `model`, `train`, `export`, `init` and `variants`"
-                if expected and "'model'" in expected else "check the statement before this point")
+        if expected and "'model'" in expected:
+            keywords = [k.strip("'") for k in expected if k.startswith("'") and k.strip("'").isidentifier()]
+            hint = ((did_you_mean(str(token), keywords) if token.type == "NAME" else None)
+                    or "a spec is made of `let`, `data`, `model`, `train`, `export`, `init` and `variants`")
+        else:
+            hint = "check the statement before this point"
     return SpecError([Diagnostic(message, span, hint, source=source)])
 
 
@@ -290,9 +304,27 @@ def parse(text: str, path: str = "<spec>", start: str = "start"):
     except UnexpectedInput as err:
         raise _syntax_error(err, text, source) from None
     except VisitError as err:
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc.with_source(source) from None
+        if isinstance(err.orig_exc, RecursionError):
+            raise SpecError([Diagnostic("spec is nested too deeply", source=source)]) from None
         raise SpecError([Diagnostic(f"cannot read this spec: {err.orig_exc}", source=source)]) from None
     except RecursionError:
         raise SpecError([Diagnostic("spec is nested too deeply", source=source)]) from None
+
+
+def relocate(node, origin: Source):
+    """A copy of a parsed node whose spans point into `origin` (text other than the spec, e.g. --set)."""
+    updates = {}
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, ast.Span):
+            updates[name] = value.model_copy(update={"origin": origin}) if value.known else value
+        elif isinstance(value, ast.Node):
+            updates[name] = relocate(value, origin)
+        elif isinstance(value, list):
+            updates[name] = [relocate(v, origin) if isinstance(v, ast.Node) else v for v in value]
+    return node.model_copy(update=updates)
 
 
 def read_spec(path: str | Path) -> tuple[ast.Spec, Source]:

@@ -13,7 +13,7 @@
           - {bind: code, value: encoder(x)}
           - {return: [code, decoder(code)]}
     train:  {loss: cross_entropy, optimizer: adam(lr=lr)}
-    init:   {linear.weight: uniform(-0.1, 0.1)}
+    init:   {linear.weight: 'uniform(-0.1, 0.1)'}
     variants: {overfit: {p: 0.0}, dropout: {p: 0.5}}
 
 YAML numbers, booleans and lists are values; every YAML string is an
@@ -28,9 +28,10 @@ import yaml
 from . import ast
 from .diagnostics import Diagnostic, SpecError, Source
 from .format import format_expr, format_stage, format_type
-from .parse import parse
+from .parse import MAX_NESTING, MAX_NUMBER_DIGITS, parse
 
 BLOCKS = ("data", "train", "export", "init")
+MAX_VALUES = 100_000
 TOP_KEYS = ("let", "models", "variants") + BLOCKS
 
 
@@ -45,7 +46,7 @@ def _value(e):
         return e.value
     if isinstance(e, ast.ListExpr):
         return [_value(i) for i in e.items]
-    if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Number):
+    if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Number) and e.operand.value > 0:   # -0 stays text
         return -e.operand.value
     return format_expr(e)
 
@@ -95,6 +96,8 @@ def to_yaml(spec: ast.Spec) -> str:
 class _Reader:
     def __init__(self, text: str, path: str):
         self.source = Source(path, text)
+        self.values = 0
+        self.parsed: dict[tuple[int, str], object] = {}
 
     def span(self, node) -> ast.Span:
         s, e = node.start_mark, node.end_mark
@@ -115,9 +118,16 @@ class _Reader:
         return pairs
 
     def text(self, node, start: str):
-        """Parse a YAML string scalar as text syntax, with spans in the YAML file."""
+        """Parse a YAML string scalar as text syntax, with spans in the YAML file (once per node:
+        an alias repeats the same node)."""
         if not isinstance(node, yaml.ScalarNode):
             self.fail("expected a single value here", node)
+        key = (id(node), start)
+        if key not in self.parsed:
+            self.parsed[key] = self._parse_text(node, start)
+        return self.parsed[key]
+
+    def _parse_text(self, node, start: str):
         quote = 1 if node.style in ("'", '"') else 0
         m = node.start_mark
         padded = "\n" * m.line + " " * (m.column + quote) + node.value
@@ -126,15 +136,24 @@ class _Reader:
         except SpecError as err:
             for d in err.diagnostics:
                 d.source = self.source
+                if not quote and d.message.startswith("unexpected end of file"):   # YAML cut it at a comma
+                    d.hint = "inside YAML's {...} or [...] a comma ends the value: quote the whole expression"
             raise SpecError(err.diagnostics) from None
 
-    def expr(self, node):
+    def expr(self, node, depth: int = 0):
         span = self.span(node)
+        self.values += 1
+        if self.values > MAX_VALUES:        # aliases can repeat a list exponentially ("billion laughs")
+            self.fail(f"the YAML spec holds more than {MAX_VALUES:,} values", node, "are aliases (*name) repeating it?")
         if isinstance(node, yaml.SequenceNode):
-            return ast.ListExpr(items=[self.expr(n) for n in node.value], span=span)
+            if depth >= MAX_NESTING:
+                self.fail(f"lists nested more than {MAX_NESTING} deep", node, "does an alias (*name) refer to itself?")
+            return ast.ListExpr(items=[self.expr(n, depth + 1) for n in node.value], span=span)
         if isinstance(node, yaml.MappingNode):
             self.fail("expected a value, not a mapping", node, "write calls in text form: adam(lr=0.01)")
         tag = node.tag
+        if (tag.endswith(":int") or tag.endswith(":float")) and len(node.value) > MAX_NUMBER_DIGITS:
+            self.fail(f"the number {node.value[:20]}... is too large", node, "numbers must be finite")
         if tag.endswith(":int"):
             v = int(yaml.safe_load(node.value))
             return ast.Neg(operand=ast.Number(value=-v, span=span), span=span) if v < 0 else ast.Number(value=v, span=span)
@@ -204,7 +223,8 @@ class _Reader:
                   for k, v in (self.mapping(fields["inputs"][1], "inputs") if "inputs" in fields else [])]
         body_node = fields.get("body", (None, None))[1]
         if not isinstance(body_node, yaml.SequenceNode):
-            self.fail(f"model {key.value} needs `body:` with a list of statements", node)
+            self.fail(f"model {key.value} needs `body:` with a list of statements", body_node or key,
+                      "e.g. body: [flatten, linear(10)]")
         return ast.Model(name=self.name(key, "a model's name"), inputs=inputs,
                          body=[self.body_item(n) for n in body_node.value], span=self.span(key))
 
@@ -215,8 +235,11 @@ class _Reader:
             mark = getattr(err, "problem_mark", None)
             span = (ast.Span(line=mark.line + 1, column=mark.column + 1, end_line=mark.line + 1, end_column=mark.column + 2)
                     if mark else ast.NO_SPAN)
+            context, where = getattr(err, "context", None), getattr(err, "context_mark", None)
+            hint = (f"{context} at line {where.line + 1}, column {where.column + 1}" if context and where
+                    else "check indentation and quoting")
             raise SpecError([Diagnostic(f"invalid YAML: {getattr(err, 'problem', None) or err}", span,
-                                        "check indentation and quoting", source=self.source)]) from None
+                                        hint, source=self.source)]) from None
         if root is None:
             return ast.Spec(items=[])
         items: list = []
