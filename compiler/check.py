@@ -629,6 +629,10 @@ class SpecChecker:
                     continue
                 target = ".".join(s.target[:-1])
                 dist = self.catalog_call(s, INITIALIZERS, "initialiser", None)
+                if INITIALIZERS[dist.name].needs_matrix and s.target[-1] == "bias":
+                    self.report.error(f"{dist.name} fills weight matrices; a bias has one axis", s.value.span,
+                                      "use zeros, constant(...), normal(...) or uniform(...) for biases")
+                    continue
                 if model is not None and model.name not in self.broken_models:
                     names = {l.name for l in model.layers} | {f"{b.name}.{l.name}" for b in model.blocks.values() for l in b.layers}
                     kinds = {l.layer for l in model.layers} | {l.layer for b in model.blocks.values() for l in b.layers}

@@ -176,6 +176,10 @@ class ModelChecker:
             args = bind(value.name, init.args, list(value.args), value.span, self.report)
             if args is None:
                 raise _Bail
+            if init.needs_matrix and declared.rank < 2:
+                self.report.error(f"{value.name} fills matrices, but param {st.name} is {declared}", st.value.span,
+                                  "declare at least two dims, or use normal(...) or uniform(...)")
+                raise _Bail
             shape, init_value = declared, CallValue(value.name, value.args, value.span)
         else:
             dims = _list_dims(value)
@@ -370,6 +374,14 @@ class ModelChecker:
             return Typed(Fn("neg", (x.node,)), x.shape, x.batched)
         if isinstance(e, ast.BinOp):
             a, b = self.expr(e.left), self.expr(e.right)
+            for per_sample, whole in ((a, b), (b, a)):
+                # torch lines up trailing axes including the batch axis, so a value without one
+                # may not have more axes than a sample of the batched value.
+                if per_sample.batched and not whole.batched and whole.shape.rank > per_sample.shape.rank:
+                    self.report.error(f"a value of shape {whole.shape.dims_text} cannot combine with samples of shape "
+                                      f"{per_sample.shape.dims_text}", e.span,
+                                      "a param or constant may have at most as many axes as one sample")
+                    raise _Bail
             try:
                 shape = broadcast(a.shape, b.shape)
             except ShapeError as err:

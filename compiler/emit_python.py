@@ -1,0 +1,670 @@
+"""Eject a checked spec to plain PyTorch source (`dslc emit SPEC --python DIR`): model.py, train.py, README.md.
+
+model.py holds one `nn.Module` class per model, written the way a person
+would write it: every layer an attribute named as dslc names it (`conv2d_1`,
+`encoder.linear_1`, params `w`, `b`), and a `forward` with one line per layer
+and the shape in a comment. Because the names and the construction order are
+dslc's, a dslc `state_dict` loads into it unchanged (strict) and a model
+built after the same `torch.manual_seed` starts from the same weights.
+train.py comes from compiler.emit_train. Nothing here imports torch at module
+level; where the answer is in the module dslc builds (which tensors an `init`
+rule fills, whether `each` wraps a layer, a layer without a constructor
+entry), the layer is built on the meta device, without memory or RNG draws.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .ir import BlockCall, BlockIR, Chain, CheckedSpec, Const, Fn, InitIR, LayerIR, ModelIR, Ref
+from .shapes import TensorShape, broadcast
+
+INDENT = "    "
+RESERVED = {"nn", "torch", "F", "Each", "OrderedDict", "np", "math"}
+
+# ---------------------------------------------------------------- small formatting helpers
+
+
+MODULE_NAMES = {"self", "torch", "nn", "F", "np", "math", "random", "argparse", "OrderedDict", "Each"}
+
+
+def local(name: str, reserved=()) -> str:
+    """A spec name as a Python variable: `class` -> `class_`, likewise names the code itself uses."""
+    return name + "_" if keyword.iskeyword(name) or name in MODULE_NAMES or name in reserved else name
+
+
+def attr(owner: str, name: str) -> str:
+    """`self.w`, or `getattr(self, "in")` for a name Python cannot write after a dot."""
+    return f'getattr({owner}, "{name}")' if keyword.iskeyword(name) else f"{owner}.{name}"
+
+
+def set_attr(owner: str, name: str, value: str) -> str:
+    """`self.w = VALUE`, or `setattr(self, "in", VALUE)` for a keyword."""
+    return f'setattr({owner}, "{name}", {value})' if keyword.iskeyword(name) else f"{owner}.{name} = {value}"
+
+
+def camel(name: str) -> str:
+    """`bn_cnn` -> `BnCnn`: a spec name as a Python class name."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Model"
+
+
+def class_names(checked: CheckedSpec) -> dict[str, str]:
+    """Model name -> class name, unique and clear of the names model.py imports."""
+    out: dict[str, str] = {}
+    for name in checked.models:
+        base = camel(name)
+        if base in RESERVED:
+            base += "Model"
+        cls, n = base, 2
+        while cls in out.values():
+            cls, n = f"{base}{n}", n + 1
+        out[name] = cls
+    return out
+
+
+def py(value) -> str:
+    """A Python literal for a bound argument value (numbers, booleans, strings, tuples, lists)."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(py(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py(k)}: {py(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)      # double quotes, as the rest of the code
+    return repr(value)
+
+
+def shape_text(shape: TensorShape, batched: bool = True) -> str:
+    """`[B, 16, 28, 28]`: the tensor's full shape, batch axis first, as the comments show it."""
+    dims = (["B"] if batched else []) + [str(d) for d in shape.dims]
+    return "[" + ", ".join(dims) + "]" if dims else "scalar"
+
+
+def call(name: str, positional=(), keywords=()) -> str:
+    """`name(a, b, k=v)` from already formatted argument texts; keywords with None are left out."""
+    parts = list(positional) + [f"{k}={v}" for k, v in keywords if v is not None]
+    return f"{name}({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------- layer constructors
+
+
+def _kw(args: dict, defaults: dict) -> list[tuple[str, str]]:
+    """(torch keyword, literal) for each argument that differs from its default; defaults map dslc -> torch name."""
+    out = []
+    for name, (torch_name, default) in defaults.items():
+        if args.get(name, default) != default:
+            out.append((torch_name, py(args[name])))
+    return out
+
+
+def _conv(cls):
+    def make(l, a):
+        return call(cls, [py(l.input.dims[0]), py(a["channels"])], [("kernel_size", py(a["kernel"]))] + _kw(a, {
+            "stride": ("stride", 1), "padding": ("padding", 0), "dilation": ("dilation", 1),
+            "groups": ("groups", 1), "bias": ("bias", True)}))
+    return make
+
+
+def _pool(cls):
+    def make(l, a):
+        return call(cls, [py(a["kernel"])], _kw(a, {"stride": ("stride", None), "padding": ("padding", 0)}))
+    return make
+
+
+def _recurrent(cls):
+    def make(l, a):
+        return call(cls, [py(l.input.dims[-1]), py(a["hidden"])], _kw(a, {
+            "layers": ("num_layers", 1), "nonlinearity": ("nonlinearity", "tanh")}) + [("batch_first", "True")]
+            + _kw(a, {"bidirectional": ("bidirectional", False), "dropout": ("dropout", 0.0)}))
+    return make
+
+
+def _batchnorm(l, a):
+    cls = "nn.BatchNorm2d" if l.input.rank == 3 else "nn.BatchNorm1d"
+    return call(cls, [py(l.input.dims[0])], _kw(a, {"eps": ("eps", 1e-5), "momentum": ("momentum", 0.1)}))
+
+
+def _softmax(cls):
+    return lambda l, a: call(cls, keywords=[("dim", py(a["dim"] if a["dim"] < 0 else a["dim"] + 1))])
+
+
+# How each catalog layer is written as a torch.nn constructor, given the LayerIR (the per-step
+# LayerIR's input for `each`) and its bound arguments. A layer missing here is written from the
+# module dslc builds (its class and extra_repr), so a new catalog entry ejects without an edit.
+CONSTRUCTORS = {
+    "linear": lambda l, a: call("nn.Linear", [py(l.input.dims[-1]), py(a["features"])],
+                                _kw(a, {"bias": ("bias", True)})),
+    "conv1d": _conv("nn.Conv1d"),
+    "conv2d": _conv("nn.Conv2d"),
+    "maxpool1d": _pool("nn.MaxPool1d"),
+    "maxpool2d": _pool("nn.MaxPool2d"),
+    "avgpool1d": _pool("nn.AvgPool1d"),
+    "avgpool2d": _pool("nn.AvgPool2d"),
+    "adaptive_avgpool1d": lambda l, a: call("nn.AdaptiveAvgPool1d", [py(a["size"])]),
+    "adaptive_avgpool2d": lambda l, a: call("nn.AdaptiveAvgPool2d", [py(a["size"])]),
+    "batchnorm": _batchnorm,
+    "layernorm": lambda l, a: call("nn.LayerNorm", [py(l.input.dims[-1])], _kw(a, {"eps": ("eps", 1e-5)})),
+    "dropout": lambda l, a: call("nn.Dropout", [py(a["p"])]),
+    "identity": lambda l, a: "nn.Identity()",
+    "relu": lambda l, a: "nn.ReLU()",
+    "leaky_relu": lambda l, a: call("nn.LeakyReLU", [py(a["slope"])] if a["slope"] != 0.01 else []),
+    "elu": lambda l, a: call("nn.ELU", [py(a["alpha"])] if a["alpha"] != 1.0 else []),
+    "gelu": lambda l, a: "nn.GELU()",
+    "tanh": lambda l, a: "nn.Tanh()",
+    "sigmoid": lambda l, a: "nn.Sigmoid()",
+    "softmax": _softmax("nn.Softmax"),
+    "log_softmax": _softmax("nn.LogSoftmax"),
+    "flatten": lambda l, a: "nn.Flatten()",
+    "embedding": lambda l, a: call("nn.Embedding", [py(a["vocab"]), py(a["dim"])],
+                                   [("padding_idx", py(a["padding"]) if a["padding"] is not None else None)]),
+    "rnn": _recurrent("nn.RNN"),
+    "lstm": _recurrent("nn.LSTM"),
+    "gru": _recurrent("nn.GRU"),
+}
+
+RECURRENT = ("rnn", "lstm", "gru")
+
+# Parameter-free layers written inline in `forward` (dslc builds small modules of its own for them).
+INLINE = {
+    "last": lambda x, l: f"{x}[:, -1]",
+    "mean_over_time": lambda x, l: f"{x}.mean(dim=1)",
+    "reshape": lambda x, l: f"{x}.reshape({x}.shape[0], {', '.join(str(d) for d in l.output.dims)})",
+}
+
+
+def _step_ir(l: LayerIR) -> LayerIR:
+    """For `each`, the layer as it sees one time step (the time axis dropped)."""
+    if not l.each:
+        return l
+    return LayerIR(l.name, l.layer, l.args, TensorShape(l.input.dtype, l.input.dims[1:]),
+                   TensorShape(l.output.dtype, l.output.dims[1:]))
+
+
+def _fallback_constructor(l: LayerIR) -> str:
+    """A layer without an entry in CONSTRUCTORS: torch's own repr of the module dslc builds."""
+    import torch
+
+    from .build import build_layer
+    with torch.device("meta"):
+        module = build_layer(_step_ir(l))
+    cls = type(module)
+    if not cls.__module__.startswith("torch.nn"):
+        raise ValueError(f"cannot write layer '{l.layer}' as plain PyTorch: add it to CONSTRUCTORS in {__name__}")
+    return f"nn.{cls.__name__}({module.extra_repr()})"
+
+
+def layer_constructor(l: LayerIR) -> str:
+    """The torch.nn constructor for one layer, as source: `nn.Conv2d(1, 16, kernel_size=5, padding=2)`."""
+    step = _step_ir(l)
+    make = CONSTRUCTORS.get(l.layer)
+    text = make(step, l.args) if make else _fallback_constructor(l)
+    return f"Each({text})" if l.each and _wrapped(l) else text
+
+
+def _wrapped(l: LayerIR) -> bool:
+    """Whether dslc wraps an `each` layer in its Each module (layers that act on the last axis need no wrapper)."""
+    import torch
+
+    from .build import build_layer
+    from .modules import Each
+    with torch.device("meta"):
+        return isinstance(build_layer(l), Each)
+
+
+# ---------------------------------------------------------------- forward programs
+
+
+@dataclass
+class Scope:
+    """What a forward program can refer to: its layers, blocks and params, and the inputs' names."""
+
+    layers: dict[str, LayerIR]
+    blocks: dict[str, BlockIR] = field(default_factory=dict)
+    params: dict[str, TensorShape] = field(default_factory=dict)
+    inputs: dict[str, TensorShape] = field(default_factory=dict)
+
+
+class ForwardWriter:
+    """Writes the statements of a forward program: one line per layer, bindings by name, shapes in comments."""
+
+    def __init__(self, scope: Scope, taken: set[str]):
+        self.scope = scope
+        self.taken = set(taken)
+        self.lines: list[str] = []
+        self.names: dict = {}           # node -> the variable already holding it
+        self.bound: dict = {}           # binding name -> (shape, batched)
+        self.constants: set[str] = set()  # bindings that hold a plain number (`k = 2.0`)
+        self.uses_torch = False
+        self.uses_functional = False
+
+    # -- shapes
+
+    def shape(self, node) -> tuple[TensorShape, bool]:
+        """(per-sample shape, depends on an input) of a node of the forward program."""
+        s = self.scope
+        if isinstance(node, Ref):
+            if node.name in s.params:
+                return s.params[node.name], False
+            if node.name in self.bound:
+                return self.bound[node.name]
+            return s.inputs[node.name], True
+        if isinstance(node, Const):
+            return TensorShape("f32", ()), False
+        if isinstance(node, Chain):
+            return s.layers[node.layers[-1]].output, True
+        if isinstance(node, BlockCall):
+            return s.blocks[node.block].output, True
+        if isinstance(node, Fn):
+            shapes = [self.shape(a) for a in node.args]
+            out = shapes[0][0]
+            for other, _ in shapes[1:]:
+                out = broadcast(out, other)
+            return out, any(b for _, b in shapes)
+        raise TypeError(f"unknown node {node!r}")
+
+    def comment(self, *nodes) -> str:
+        return ", ".join(shape_text(*self.shape(n)) for n in nodes)
+
+    # -- expressions: (source, precedence) with Python's precedence levels
+
+    def expr(self, node) -> tuple[str, int]:
+        if node in self.names:
+            return self.names[node], 9
+        if isinstance(node, Ref):            # an input, a binding or a param
+            return (attr("self", node.name) if node.name in self.scope.params else local(node.name)), 9
+        if isinstance(node, Const):
+            return repr(node.value), (3 if node.value < 0 else 9)
+        if isinstance(node, BlockCall):
+            return f"{attr('self', node.block)}({self.expr(node.input)[0]})", 9
+        if isinstance(node, Chain):
+            return self.chain(node), 9
+        if isinstance(node, Fn):
+            return self.fn(node)
+        raise TypeError(f"unknown node {node!r}")
+
+    def _tensor_valued(self, node) -> bool:
+        if isinstance(node, Const) or (isinstance(node, Ref) and node.name in self.constants):
+            return False
+        return True                     # dslc computes every operator on tensors (wrapping a first number)
+
+    def fn(self, node: Fn) -> tuple[str, int]:
+        args = [self.expr(a) for a in node.args]
+        if not any(self._tensor_valued(a) for a in node.args):
+            # dslc computes a constant-only expression as a float32 tensor; so does this code.
+            self.uses_torch = True
+            args[0] = (f"torch.tensor({args[0][0]})", 9)
+        binary = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2)}
+        if node.name in binary:
+            op, p = binary[node.name]
+            (a, pa), (b, pb) = args
+            return f"{_wrap(a, pa < p)} {op} {_wrap(b, pb <= p)}", p
+        if node.name == "pow":
+            (a, pa), (b, pb) = args
+            return f"{_wrap(a, pa <= 4)} ** {_wrap(b, pb < 3)}", 4
+        if node.name == "neg":
+            (a, pa), = args
+            return f"-{_wrap(a, pa < 3)}", 3
+        from .functions import FUNCTIONS
+        torch_name = FUNCTIONS[node.name].torch_name
+        if torch_name.startswith("nn.functional."):
+            self.uses_functional = True
+            return f"F.{torch_name[len('nn.functional.'):]}({args[0][0]})", 9
+        self.uses_torch = True
+        return f"torch.{torch_name}({args[0][0]})", 9
+
+    # -- statements
+
+    def fresh(self, preferred: str = "x") -> str:
+        for name in [preferred, "x", "h", "y", "z", "out"] + [f"x{i}" for i in range(2, 100)]:
+            if name not in self.taken:
+                return name
+        raise ValueError("no free variable name")
+
+    def chain(self, node: Chain) -> str:
+        """Emit one line per layer of a chain; returns the variable that holds its result."""
+        source = self.expr(node.input)[0]
+        if isinstance(node.input, Ref) and node.input.name in self.scope.inputs:
+            var = source if source == "x" or "x" in self.taken else "x"
+        else:
+            var = self.fresh()
+            if source != var:
+                self.lines.append(f"{var} = {source}  # {self.comment(node.input)}")
+                source = var
+        self.taken.add(var)
+        for name in node.layers:
+            self.layer_lines(self.scope.layers[name], source, var)
+            source = var
+        return var
+
+    def layer_lines(self, l: LayerIR, x: str, var: str) -> None:
+        out = shape_text(l.output)
+        if l.layer in INLINE:
+            self.lines.append(f"{var} = {INLINE[l.layer](x, l)}  # {l.name}: {out}")
+        elif l.layer in RECURRENT and l.args["carry_state"]:
+            self.carried_lines(l, x, var)
+        elif l.layer in RECURRENT:
+            self.lines.append(f"{var} = self.{l.name}({x})[0]  # {out}")
+        elif l.each:
+            self.lines.append(f"{var} = self.{l.name}({x})  # each time step: {out}")
+        else:
+            self.lines.append(f"{var} = self.{l.name}({x})  # {out}")
+
+    def carried_lines(self, l: LayerIR, x: str, var: str) -> None:
+        state = f"self.{l.name}_state"
+        first = "carried[0]" if l.layer == "lstm" else "carried"
+        detach = "tuple(s.detach() for s in state)" if l.layer == "lstm" else "state.detach()"
+        self.lines += [
+            f"# {l.name} starts from the state the previous training batch ended in (detached)",
+            f"carried = {state} if self.training else None",
+            f"if carried is not None and {first}.shape[1] != {x}.shape[0]:",
+            f"{INDENT}carried = None  # a batch of another size starts afresh",
+            f"{var}, state = self.{l.name}({x}, carried)  # {shape_text(l.output)}",
+            "if self.training:",
+            f"{INDENT}{state} = {detach}",
+        ]
+        self.taken.update({"carried", "state"})
+
+    def program(self, steps, outputs) -> list[str]:
+        """The body of `forward`: bindings, then the return statement."""
+        for name, node in steps:
+            source = self.expr(node)[0]
+            self.lines.append(f"{local(name)} = {source}  # {self.comment(node)}")
+            self.taken.add(local(name))
+            self.bound[name] = self.shape(node)
+            if not self._tensor_valued(node):
+                self.constants.add(name)
+            if isinstance(node, (Chain, BlockCall, Fn)):
+                self.names[node] = name
+        results = [self.expr(node)[0] for node in outputs]
+        line = f"return {', '.join(results)}  # {self.comment(*outputs)}"
+        if len(results) > 1 and len(line) > 100:          # one output a line
+            self.lines.append("return (")
+            self.lines += [f"{INDENT}{r},  # {self.comment(n)}" for r, n in zip(results, outputs)]
+            self.lines.append(")")
+        else:
+            self.lines.append(line)
+        return self.lines
+
+
+def _wrap(text: str, needed: bool) -> str:
+    return f"({text})" if needed else text
+
+
+# ---------------------------------------------------------------- classes
+
+
+def _carried(layers) -> list[LayerIR]:
+    return [l for l in layers if l.layer in RECURRENT and l.args["carry_state"]]
+
+
+def _plain_sequential(block: BlockIR) -> bool:
+    """A block can be an nn.Sequential when each of its layers is one module taking and giving a tensor."""
+    return all(l.layer not in INLINE and l.layer not in RECURRENT for l in block.layers)
+
+
+@dataclass
+class PyFile:
+    """model.py being written: its lines and the imports they need."""
+
+    lines: list[str] = field(default_factory=list)
+    imports: set[str] = field(default_factory=set)
+
+    def add(self, *lines: str, depth: int = 0) -> None:
+        self.lines += [(INDENT * depth + line) if line else "" for line in lines]
+
+
+def _init_rule_targets(model: ModelIR, rule: InitIR) -> list[str]:
+    """The tensors an `init` rule fills, as `self.PATH.PARAM`, in the order dslc fills them."""
+    import torch
+
+    from .build import build_layer
+    from .initializers import INITIALIZERS
+    init = INITIALIZERS[rule.dist.name]
+    kinds = [(l.name, l) for l in model.layers]
+    kinds += [(f"{b.name}.{l.name}", l) for b in model.blocks.values() for l in b.layers]
+    out = []
+    for path, l in kinds:
+        if rule.target not in (path, l.layer):
+            continue
+        with torch.device("meta"):
+            module = build_layer(l)
+        for name, tensor in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith(rule.param) and (tensor.dim() >= 2 or not init.needs_matrix):
+                owner = attr("self", path.split(".")[0]) + "".join(f".{p}" for p in path.split(".")[1:])
+                out.append(f"{owner}.{name}")
+    return out
+
+
+def init_call(name: str, args: dict, tensor: str) -> str:
+    """`nn.init.uniform_(self.linear_1.weight, -0.1, 0.1)`: one initialiser, called as dslc calls it."""
+    from .initializers import INITIALIZERS
+    init = INITIALIZERS[name]
+    if name in ("uniform", "normal"):                     # dslc passes these positionally
+        return call(f"nn.init.{init.torch_fn}", [tensor] + [py(args[a.name]) for a in init.args])
+    positional = [py(args[a.name]) for a in init.args if a.required]
+    keywords = [(a.name, py(args[a.name])) for a in init.args if not a.required and args[a.name] != a.default]
+    return call(f"nn.init.{init.torch_fn}", [tensor] + positional, keywords)
+
+
+def init_text(name: str, args: dict) -> str:
+    """The initialiser as a spec writes it, for a comment: `uniform(-0.1, 0.1)`."""
+    from .initializers import INITIALIZERS
+    if name in ("uniform", "normal"):
+        return f"{name}({', '.join(py(args[a.name]) for a in INITIALIZERS[name].args)})"
+    shown = [py(args[a.name]) if a.required else f"{a.name}={py(args[a.name])}"
+             for a in INITIALIZERS[name].args if a.required or args[a.name] != a.default]
+    return f"{name}({', '.join(shown)})" if shown else name
+
+
+class ModelSource:
+    """Writes the classes of one model: its blocks that need their own class, then the model."""
+
+    def __init__(self, checked: CheckedSpec, model: ModelIR, cls: str, src: PyFile):
+        self.checked = checked
+        self.m = model
+        self.cls = cls
+        self.src = src
+        self.block_classes = {b.name: f"{cls}{camel(b.name)}" for b in model.blocks.values()
+                              if not _plain_sequential(b)}
+
+    def write(self) -> None:
+        for block in self.m.blocks.values():
+            if block.name in self.block_classes:
+                self.block_class(block)
+        self.model_class()
+
+    def layer_attributes(self, layers, depth: int) -> None:
+        for l in layers:
+            if l.layer not in INLINE:
+                self.src.add(f"self.{l.name} = {self.constructor(l)}", depth=depth)
+        for l in _carried(layers):
+            self.src.add(f"self.{l.name}_state = None  # carried between training batches", depth=depth)
+
+    def constructor(self, l: LayerIR) -> str:
+        text = layer_constructor(l)
+        if text.startswith("Each("):
+            self.src.imports.add("each")
+        return text
+
+    def forward(self, scope: Scope, args: list[str], steps, outputs, depth: int, doc: str) -> None:
+        writer = ForwardWriter(scope, set(args))
+        body = writer.program(steps, outputs)
+        if writer.uses_torch:
+            self.src.imports.add("torch")
+        if writer.uses_functional:
+            self.src.imports.add("F")
+        self.src.add("", f"def forward(self, {', '.join(args)}):", depth=depth)
+        self.src.add(f'"""{doc}"""', depth=depth + 1)
+        self.src.add(*body, depth=depth + 1)
+
+    def reset_state(self, layers, blocks, depth: int) -> None:
+        carried = _carried(layers)
+        if not carried and not blocks:
+            return
+        self.src.add("", "def reset_state(self):", depth=depth)
+        self.src.add('"""Forget the carried recurrent state (a new pass over the data starts afresh)."""', depth=depth + 1)
+        for l in carried:
+            self.src.add(f"self.{l.name}_state = None", depth=depth + 1)
+        for b in blocks:
+            self.src.add(f"{attr('self', b)}.reset_state()", depth=depth + 1)
+
+    def block_class(self, block: BlockIR) -> None:
+        stages = " ".join(str(l) for l in block.layers)
+        self.src.add("", "", f"class {self.block_classes[block.name]}(nn.Module):")
+        self.src.add(f'"""block {block.name} {{ {stages} }} of model {self.m.name}."""', depth=1)
+        self.src.add("", "def __init__(self):", depth=1)
+        self.src.add("super().__init__()", depth=2)
+        self.layer_attributes(block.layers, depth=2)
+        scope = Scope({l.name: l for l in block.layers}, inputs={"x": block.input})
+        chain = Chain(tuple(l.name for l in block.layers), Ref("x"))
+        self.forward(scope, ["x"], [], [chain], depth=1, doc=f"{shape_text(block.input)} -> {shape_text(block.output)}")
+        self.reset_state(block.layers, [], depth=1)
+
+    def model_class(self) -> None:
+        m = self.m
+        inputs = ", ".join(f"{n}: {s}" for n, s in m.inputs.items())
+        outputs = ", ".join(shape_text(s) for s in m.output_shapes)
+        self.src.add("", "", f"class {self.cls}(nn.Module):")
+        self.src.add(f'"""model {m.name}({inputs}) -> {outputs}."""', depth=1)
+        self.src.add("", "def __init__(self):", depth=1)
+        self.src.add("super().__init__()", depth=2)
+        # The order dslc builds in: params, blocks (in order of first use), then top-level layers.
+        for p in m.params:
+            self.param_lines(p)
+        for b in m.blocks.values():
+            self.block_attribute(b)
+        self.layer_attributes(m.layers, depth=2)
+        self.init_rules()
+        scope = Scope({l.name: l for l in m.layers}, m.blocks, {p.name: p.shape for p in m.params}, dict(m.inputs))
+        doc = ", ".join(f"{n}: {shape_text(s)} {_dtype(s)}" for n, s in m.inputs.items())
+        self.forward(scope, [local(n) for n in m.inputs], m.steps, m.outputs, depth=1, doc=doc)
+        carried_blocks = [b.name for b in m.blocks.values() if _carried(b.layers)]
+        self.reset_state(m.layers, carried_blocks, depth=1)
+
+    def param_lines(self, p) -> None:
+        self.src.imports.add("torch")
+        dims = tuple(p.shape.dims)
+        if isinstance(p.init, (int, float, list)):
+            self.src.add(set_attr("self", p.name, f"nn.Parameter(torch.tensor({py(_floats(p.init))}))"), depth=2)
+            return
+        from .initializers import INITIALIZERS
+        from .values import bind
+        from dslc.dsl.diagnostics import Report
+        init = INITIALIZERS[p.init.name]
+        args = bind(init.name, init.args, list(p.init.args), p.init.span, Report())
+        args.pop("__spans__", None)
+        shape = ", ".join(str(d) for d in dims)
+        self.src.add(set_attr("self", p.name, f"nn.Parameter(torch.empty({shape}))"), depth=2)
+        self.src.add(init_call(p.init.name, args, attr("self", p.name)), depth=2)
+
+    def block_attribute(self, b: BlockIR) -> None:
+        if b.name in self.block_classes:
+            self.src.add(set_attr("self", b.name, f"{self.block_classes[b.name]}()"), depth=2)
+            return
+        self.src.imports.add("OrderedDict")
+        opening = "nn.Sequential(OrderedDict(["
+        self.src.add(f'setattr(self, "{b.name}", {opening}' if keyword.iskeyword(b.name) else
+                     f"self.{b.name} = {opening}", depth=2)
+        for l in b.layers:
+            self.src.add(f'("{l.name}", {self.constructor(l)}),', depth=3)
+        self.src.add("]))" + (")" if keyword.iskeyword(b.name) else ""), depth=2)
+
+    def init_rules(self) -> None:
+        for rule in self.checked.init:
+            targets = _init_rule_targets(self.m, rule)
+            if not targets:
+                continue
+            self.src.add(f"# init {{ {rule.target}.{rule.param} = {init_text(rule.dist.name, rule.dist.args)} }}", depth=2)
+            leaves = {t.rsplit(".", 1)[1] for t in targets}
+            if len(targets) > 1 and len(leaves) == 1:
+                leaf = leaves.pop()
+                owners = ", ".join(t.rsplit(".", 1)[0] for t in targets)
+                self.src.add(f"for layer in ({owners}):", depth=2)
+                self.src.add(init_call(rule.dist.name, rule.dist.args, f"layer.{leaf}"), depth=3)
+            else:
+                for t in targets:
+                    self.src.add(init_call(rule.dist.name, rule.dist.args, t), depth=2)
+
+
+def _floats(v):
+    if isinstance(v, list):
+        return [_floats(x) for x in v]
+    return float(v)
+
+
+def _dtype(shape: TensorShape) -> str:
+    from .shapes import DTYPES
+    return DTYPES[shape.dtype]
+
+
+# ---------------------------------------------------------------- model.py
+
+
+EACH_CLASS = '''
+
+class Each(nn.Module):
+    """Applies `inner` at every time step of a [B, T, ...] sequence."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.flatten(0, 1)).unflatten(0, x.shape[:2])'''
+
+
+def model_source(checked: CheckedSpec, spec_label: str) -> str:
+    """The text of model.py: one class per model of the spec."""
+    from dslc import __version__
+    names = class_names(checked)
+    src = PyFile()
+    for name, model in checked.models.items():
+        ModelSource(checked, model, names[name], src).write()
+    trained = names[checked.model.name]
+    header = [
+        f'"""The models of {spec_label} as plain PyTorch (written by dslc {__version__}, `dslc emit`).',
+        "",
+        "Attribute and parameter names are dslc's, so the weights of a dslc run load unchanged:",
+        "",
+        f"    model = {trained}()",
+        '    model.load_state_dict(torch.load("RUN/checkpoints/best.pt")["model"])',
+        '"""',
+        "",
+    ]
+    imports = []
+    if "OrderedDict" in src.imports:
+        imports += ["from collections import OrderedDict", ""]
+    if "torch" in src.imports:
+        imports.append("import torch")
+    if "F" in src.imports:
+        imports.append("import torch.nn.functional as F")
+    imports.append("from torch import nn")
+    body = "\n".join(src.lines)
+    each = EACH_CLASS if "each" in src.imports else ""
+    return "\n".join(header + imports) + "\n" + (each + "\n" if each else "") + body + "\n"
+
+
+# ---------------------------------------------------------------- the ejected folder
+
+
+def eject(checked: CheckedSpec, out: Path, spec_label: str) -> list[Path]:
+    """Write model.py, train.py (when the spec trains) and README.md for one configuration; returns their paths."""
+    from .emit_train import readme_source, train_source
+    trained = class_names(checked)[checked.model.name]
+    files = {"model.py": model_source(checked, spec_label)}
+    if checked.train is not None and checked.data is not None:      # a spec may describe models only
+        files["train.py"] = train_source(checked, spec_label, trained)
+    files["README.md"] = readme_source(checked, spec_label, trained)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -1,0 +1,1091 @@
+"""The train.py and README.md of an ejected spec (`dslc emit --python DIR`): dslc's training, in plain PyTorch.
+
+train.py does what `dslc train` does for the spec, step for step: the same
+data (read, computed, cast, reshaped and split the same way), the same
+seeding and initialisation order, the same batches and shuffles, loss,
+optimizer, schedule and loop, and it prints its log and evaluation lines as
+dslc does, so with the same seed the numbers agree. Only what the spec uses
+is written (no clipping code without clip_grad_norm, no evaluation without a
+split). The code uses numpy, torch and (for MNIST) torchvision, never dslc.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from dslc.dsl import ast
+
+from .data_sources import DATA_FUNCTIONS
+from .emit_python import INDENT, attr, local, py
+from .functions import FUNCTIONS
+from .ir import CheckedSpec, SourceIR
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+from .shapes import DTYPES, TensorShape
+
+
+class EjectError(Exception):
+    """A spec uses something train.py cannot be written for; the message says what."""
+
+
+# ---------------------------------------------------------------- writing helpers
+
+
+class Code:
+    """Lines of Python being written, and the imports they need."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.imports: set[str] = set()
+
+    def add(self, *lines: str, depth: int = 0) -> None:
+        self.lines += [(INDENT * depth + line) if line else "" for line in lines]
+
+    def block(self, text: str, depth: int = 0) -> None:
+        """Add a dedented multi-line snippet (its first line empty), indented to `depth`."""
+        import textwrap
+        for line in textwrap.dedent(text).strip("\n").splitlines():
+            self.add(line, depth=depth if line else 0)
+
+
+def _num(v) -> str:
+    """A float literal as a Python float (`2.0`, `0.001`)."""
+    return repr(float(v))
+
+
+def _wrap(text: str, needed: bool) -> str:
+    return f"({text})" if needed else text
+
+
+_BINARY = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _binop(op: str, left: tuple[str, int], right: tuple[str, int]) -> tuple[str, int]:
+    """Python source for `left op right` with the fewest parentheses (sources carry their precedence)."""
+    if op == "**":
+        return f"{_wrap(left[0], left[1] <= 4)} ** {_wrap(right[0], right[1] < 3)}", 4
+    p = _BINARY[op]
+    return f"{_wrap(left[0], left[1] < p)} {op} {_wrap(right[0], right[1] <= p)}", p
+
+
+# ---------------------------------------------------------------- data expressions (numpy)
+
+
+class NumpyExpr:
+    """A data expression as numpy source: columns are local variables, `let` numbers are written in place.
+
+    It follows runtime/columns.py: numbers are floats, per-sample axes align from the right (a [N]
+    column meeting a [N, 10, 1] one gains axes after its sample axis), generating functions make
+    one value per row and draw from `rng` in the order the expression reads.
+    """
+
+    def __init__(self, lets: dict, ranks: dict[str, int], n: str | None = None, reserved=()):
+        self.lets = {k: v for k, v in lets.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.ranks = ranks              # column -> per-sample rank
+        self.n = n                      # source of the row count, for generating functions
+        self.reserved = set(reserved)   # local names the surrounding code uses (columns named so get a `_`)
+        self.uses_rng = False
+
+    def rank(self, e) -> int:
+        if isinstance(e, ast.Var):
+            return self.ranks.get(e.name, 0)
+        if isinstance(e, ast.BinOp):
+            return max(self.rank(e.left), self.rank(e.right))
+        if isinstance(e, ast.Neg):
+            return self.rank(e.operand)
+        if isinstance(e, ast.Call) and e.func.name in ("sin", "cos", "exp", "log", "abs", "sqrt", "tanh"):
+            return self.rank(e.args[0].value)
+        return 0
+
+    def __call__(self, e) -> tuple[str, int]:
+        if isinstance(e, ast.Number):
+            return _num(e.value), 9
+        if isinstance(e, ast.Var):
+            if e.name in self.ranks:
+                return local(e.name, self.reserved), 9
+            if e.name in self.lets:
+                v = float(self.lets[e.name])
+                return repr(v), (3 if v < 0 else 9)
+            raise EjectError(f"the data expression uses '{e.name}', which is neither a column nor a number")
+        if isinstance(e, ast.Neg):
+            inner = self(e.operand)
+            return f"-{_wrap(inner[0], inner[1] < 3)}", 3
+        if isinstance(e, ast.BinOp):
+            left, right = self(e.left), self(e.right)
+            a, b = self.rank(e.left), self.rank(e.right)
+            if a and b and a != b:                       # align per-sample axes from the right
+                if a < b:
+                    left = (f"{_wrap(left[0], left[1] < 9)}[:, {', '.join(['None'] * (b - a))}]", 9)
+                else:
+                    right = (f"{_wrap(right[0], right[1] < 9)}[:, {', '.join(['None'] * (a - b))}]", 9)
+            return _binop(e.op, left, right)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
+            return self.call(e)
+        raise EjectError("a data expression computes with columns, numbers and functions")
+
+    def call(self, e: ast.Call) -> tuple[str, int]:
+        name = e.func.name
+        if name in ("sin", "cos", "exp", "log", "abs", "sqrt", "tanh"):
+            return f"np.{name}({self(e.args[0].value)[0]})", 9
+        params = {"linspace": ("start", "stop"), "normal": ("mean", "std"), "uniform": ("low", "high"),
+                  "arange": ("start", "step")}.get(name)
+        if params is None or name not in DATA_FUNCTIONS:
+            raise EjectError(f"the data function '{name}' cannot be written as numpy")
+        if self.n is None:
+            raise EjectError(f"{name}(...) makes one value per row and needs a source with a row count")
+        defaults = {"normal": ("0.0", "1.0"), "uniform": ("0.0", "1.0"), "arange": ("0.0", "1.0")}.get(name, (None, None))
+        given = dict(zip(params, defaults))
+        for i, a in enumerate(e.args):
+            given[a.name or params[i]] = self(a.value)[0]
+        first, second = (given[p] for p in params)
+        if name == "linspace":
+            return f"np.linspace({first}, {second}, {self.n})", 9
+        if name == "arange":
+            return _binop("+", (first, 9), _binop("*", (second, 9), (f"np.arange({self.n}, dtype=np.float64)", 9)))
+        self.uses_rng = True
+        return f"rng.{name}({first}, {second}, size={self.n})", 9
+
+    def is_int(self, e, int_columns: set[str]) -> bool:
+        """Whether numpy keeps the result whole: int columns combined by + - * ** (numbers are floats)."""
+        if isinstance(e, ast.Var):
+            return e.name in int_columns
+        if isinstance(e, ast.Neg):
+            return self.is_int(e.operand, int_columns)
+        if isinstance(e, ast.BinOp) and e.op != "/":
+            return self.is_int(e.left, int_columns) and self.is_int(e.right, int_columns)
+        return False
+
+
+# ---------------------------------------------------------------- loss expressions (torch)
+
+
+LOSS_LOCALS = {"model", "output", "inputs", "targets"}       # compute_loss's own names
+ARRAY_LOCALS = {"columns", "inputs", "targets"}              # model_arrays's
+READER_LOCALS = {"n", "seed", "rng", "windows", "length", "dt"}   # the expression readers'
+
+
+class TorchLoss:
+    """The loss as torch source over `output`, the targets and inputs (local names) and `model.PARAM`."""
+
+    def __init__(self, checked: CheckedSpec):
+        data, model = checked.data, checked.model
+        self.targets = {name: i for i, name in enumerate(data.target_names) if name.isidentifier()}
+        if len(data.target_names) == 1:
+            self.targets.setdefault("target", 0)
+        self.inputs = {name: i for i, name in enumerate(model.inputs)}
+        self.params = {p.name for p in model.params}
+        self.lets = checked.lets
+        self.used_targets: dict[str, int] = {}
+        self.used_inputs: dict[str, int] = {}
+        self.uses_functional = False
+        self.amp = checked.train.precision != "fp32"
+
+    def __call__(self, e) -> tuple[str, int]:
+        if isinstance(e, ast.Number):
+            return _num(e.value), 9
+        if isinstance(e, ast.Var):
+            return self.name(e.name)
+        if isinstance(e, ast.Index):
+            return f"{self(e.value)[0]}[{int(e.index.value)}]", 9
+        if isinstance(e, ast.Neg):
+            inner = self(e.operand)
+            return f"-{_wrap(inner[0], inner[1] < 3)}", 3
+        if isinstance(e, ast.BinOp):
+            return _binop(e.op, self(e.left), self(e.right))
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
+            return self.call(e)
+        raise EjectError("the loss expression cannot be written as torch code")
+
+    def name(self, name: str) -> tuple[str, int]:
+        if name == "output":
+            return "output", 9
+        if name in self.targets:
+            self.used_targets[name] = self.targets[name]
+            return local(name, LOSS_LOCALS), 9
+        if name in self.inputs:
+            self.used_inputs[name] = self.inputs[name]
+            return local(name, LOSS_LOCALS), 9
+        if name in self.params:
+            return attr("model", name), 9
+        v = self.lets.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return repr(float(v)), (3 if v < 0 else 9)
+        raise EjectError(f"unknown name '{name}' in the loss")
+
+    def constant(self, e) -> bool:
+        if isinstance(e, ast.Number):
+            return True
+        if isinstance(e, ast.Var):
+            return e.name not in ("output",) and e.name not in self.targets and e.name not in self.inputs \
+                and e.name not in self.params
+        if isinstance(e, ast.Neg):
+            return self.constant(e.operand)
+        if isinstance(e, ast.BinOp):
+            return self.constant(e.left) and self.constant(e.right)
+        return False
+
+    def call(self, e: ast.Call) -> tuple[str, int]:
+        name = e.func.name
+        if name in LOSSES:
+            loss = LOSSES[name]
+            out, target = (self(a.value)[0] for a in e.args if a.name is None)
+            keywords = {a.name: self.keyword(a.value) for a in e.args if a.name}
+            args = {a.name: keywords.get(a.name, a.default) for a in loss.args}
+            return builtin_loss(self, loss.name, args, out, target), 9
+        f = FUNCTIONS[name]
+        inner = self(e.args[0].value)[0]
+        if self.constant(e.args[0].value):
+            inner = f"torch.tensor({inner})"         # dslc computes on a tensor here as well
+        if f.torch_name.startswith("nn.functional."):
+            self.uses_functional = True
+            return f"F.{f.torch_name.split('.')[-1]}({inner})", 9
+        return f"torch.{f.torch_name}({inner})", 9
+
+    def keyword(self, e):
+        if isinstance(e, ast.Neg):
+            return -self.keyword(e.operand)
+        if isinstance(e, (ast.Number, ast.Bool, ast.String)):
+            return e.value
+        if isinstance(e, ast.Var) and e.name in self.lets:
+            return self.lets[e.name]
+        raise EjectError("arguments of a loss inside a loss expression are numbers or variables")
+
+
+def builtin_loss(owner, name: str, args: dict, output: str, target: str) -> str:
+    """`F.mse_loss(output, y.reshape(output.shape))` for a catalog loss, with its non-default arguments."""
+    loss = LOSSES[name]
+    owner.uses_functional = True
+    keywords = "".join(f", {a.name}={py(args[a.name])}" for a in loss.args if args.get(a.name) != a.default)
+    if loss.target == "same":
+        target = f"{target}.reshape({output}.shape)" + (f".to({output}.dtype)" if owner.amp else "")
+    return f"F.{loss.functional}({output}, {target}{keywords})"
+
+
+# ---------------------------------------------------------------- data sources
+
+
+def _data_paths(checked: CheckedSpec, source: SourceIR) -> tuple[str, str] | None:
+    """(argument name, default) for a source read from disk: the folder or file the spec points at."""
+    spec_dir = _spec_dir(checked)
+    if "root" in source.args:
+        root = Path(source.args["root"]).expanduser()
+        return "root", str(root if root.is_absolute() else (spec_dir / root).resolve())
+    if "path" in source.args:
+        path = Path(source.args["path"]).expanduser()
+        path = path if path.is_absolute() else (spec_dir / path).resolve()
+        if source.name == "text_csv" and not path.exists():
+            bundled = Path(__file__).resolve().parents[1] / "runtime" / "samples" / "rt_polarity" / path.name
+            if bundled.exists():          # where dslc falls back to, as it does
+                path = bundled
+        return "path", str(path)
+    return None
+
+
+def _spec_dir(checked: CheckedSpec) -> Path:
+    p = checked.source.path
+    return Path(p).resolve().parent if p not in ("<spec>", "-", "") else Path.cwd()
+
+
+class SourceWriter:
+    """Writes the reader function of one data source: `def read_NAME(...) -> dict of numpy columns`."""
+
+    def __init__(self, checked: CheckedSpec, code: Code):
+        self.checked = checked
+        self.code = code
+        self.lets = checked.lets
+
+    def write(self, func: str, source: SourceIR, seed) -> str:
+        """Writes `func`; returns the call that reads the source's training columns."""
+        method = getattr(self, f"source_{source.name}", None)
+        if method is None:
+            raise EjectError(f"train.py cannot be written for the data source '{source.name}' yet")
+        return method(func, source, seed)
+
+    # -- images
+
+    def _idx(self, func, source, dataset, classes_doc):
+        self.code.imports.add("torchvision")
+        download = source.args.get("download", True)
+        self.code.add("", "", f"def {func}(root, train):")
+        self.code.add(f'"""{dataset} under ROOT/{dataset}/raw (torchvision layout): image [N, 1, 28, 28] in [0, 1], '
+                      f'label [N] ({classes_doc})."""', depth=1)
+        self.code.block(f"""
+            dataset = torchvision.datasets.{dataset}(root, train=train, download={download})
+            image = dataset.data.numpy().astype(np.float32) * np.float32(1 / 255)
+            return {{"image": image.reshape(-1, 1, 28, 28), "label": dataset.targets.numpy().astype(np.int64)}}
+        """, depth=1)
+        return f"{func}(data_root, train=True)"
+
+    def source_mnist(self, func, source, seed):
+        return self._idx(func, source, "MNIST", "digits 0-9")
+
+    def source_fashion_mnist(self, func, source, seed):
+        return self._idx(func, source, "FashionMNIST", "10 kinds of clothing")
+
+    # -- columns written in the spec
+
+    def source_table(self, func, source, seed):
+        self.code.add("", "", f"def {func}():")
+        self.code.add('"""The columns written in the spec."""', depth=1)
+        self.code.add("return {", depth=1)
+        for name, values in source.args["columns"].items():
+            self.code.add(f'"{name}": np.array({py([float(v) for v in values])}),', depth=2)
+        self.code.add("}", depth=1)
+        return f"{func}()"
+
+    def _expression_columns(self, source, n: str, extra: dict[str, int]) -> tuple[list[str], bool]:
+        """`name = expr` lines for the columns of generate/sequence; whether they draw random numbers."""
+        ranks = dict(extra)
+        lines = []
+        writer = NumpyExpr(self.lets, ranks, n, READER_LOCALS)
+        for name, expr in source.args["columns"].items():
+            text = writer(expr)[0]
+            if not _makes_rows(expr) and not set(_names(expr)) & set(ranks):     # a number: one per row
+                text = f"np.full({n}, {text})"
+            lines.append(f"{local(name, READER_LOCALS)} = {text}")
+            ranks[name] = 0
+        return lines, writer.uses_rng
+
+    def source_generate(self, func, source, seed):
+        n = source.args["n"]
+        rows_seed = source.args.get("seed") if source.args.get("seed") is not None else seed
+        lines, random = self._expression_columns(source, "n", {})
+        self.code.add("", "", f"def {func}(n={n}, seed={py(rows_seed)}):")
+        self.code.add('"""n rows computed from the expressions of the spec (random draws from the seed)."""', depth=1)
+        if random:
+            self.code.add("rng = np.random.default_rng(seed)", depth=1)
+        self.code.add(*lines, depth=1)
+        names = list(source.args["columns"])
+        self.code.add("return {" + ", ".join(f'"{c}": {local(c, READER_LOCALS)}' for c in names) + "}", depth=1)
+        return f"{func}()"
+
+    def source_sequence(self, func, source, seed):
+        windows, length, dt = source.args["windows"], source.args["length"], source.args["dt"]
+        lines, random = self._expression_columns(source, "n", {"t": 0})
+        self.code.add("", "", f"def {func}(windows={windows}, length={length}, dt={py(dt)}):")
+        self.code.add('"""Columns over t = 0, dt, 2dt, ..., cut into consecutive windows of [length, 1]."""', depth=1)
+        self.code.add("n = windows * length", "t = dt * np.arange(n, dtype=np.float64)", depth=1)
+        if random:
+            self.code.add(f"rng = np.random.default_rng({py(seed)})", depth=1)
+        self.code.add(*lines, depth=1)
+        names = list(source.args["columns"])
+        self.code.add("return {" + ", ".join(f'"{c}": {local(c, READER_LOCALS)}.reshape(windows, length, 1)'
+                                             for c in names) + "}", depth=1)
+        return f"{func}()"
+
+    # -- CSV files
+
+    def _open_text(self):
+        if "open_text" in self.code.imports:
+            return
+        self.code.imports.update({"open_text", "bz2", "gzip", "csv"})
+        self.code.add("", "")
+        self.code.block('''
+            def open_text(path):
+                """A text stream for a .csv, .csv.gz or .csv.bz2 file (UTF-8; a byte-order mark is skipped)."""
+                if str(path).endswith(".gz"):
+                    return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+                if str(path).endswith(".bz2"):
+                    return bz2.open(path, "rt", encoding="utf-8-sig", newline="")
+                return open(path, encoding="utf-8-sig", newline="")
+
+
+            def read_csv(path, delimiter=","):
+                """The header and the non-empty rows of a CSV file."""
+                csv.field_size_limit(1 << 30)
+                with open_text(path) as f:
+                    reader = csv.reader(f, delimiter=delimiter)
+                    header = [h.strip() for h in next(reader)]
+                    rows = [row for row in reader if any(cell.strip() for cell in row)]
+                return header, rows
+        ''')
+
+    def source_csv(self, func, source, seed):
+        self._open_text()
+        columns = source.args.get("columns")
+        delimiter = source.args.get("delimiter") or ","
+        self.code.add("", "", f"def {func}(path):")
+        self.code.add('"""Numeric columns of a CSV file, by header name."""', depth=1)
+        self.code.add(f"header, rows = read_csv(path, {py(delimiter)})", depth=1)
+        if not columns:                       # the columns the data block reads (others may not be numbers)
+            d = self.checked.data
+            exprs = (d.inputs or [ast.Var(name=c) for c in d.input_names]) + \
+                (d.targets or [ast.Var(name=c) for c in d.target_names])
+            columns = list(dict.fromkeys(n for e in exprs for n in _names(e) if n not in self.lets))
+        wanted = py(list(columns))
+        self.code.add(f"return {{name: np.array([float(row[header.index(name)]) for row in rows]) "
+                      f"for name in {wanted}}}", depth=1)
+        return f"{func}(data_path)"
+
+    def source_text_csv(self, func, source, seed):
+        self._open_text()
+        self.code.imports.update({"re", "Counter"})
+        a = source.args
+        labels = py(list(a["labels"])) if a["labels"] else None
+        tokenizer = "WORD.findall(text.lower())" if a["tokenizer"] == "word" else "list(text.lower())"
+        if not a["lowercase"]:
+            tokenizer = tokenizer.replace("text.lower()", "text")
+        self.code.add("", "", "# A word is a run of letters, digits and apostrophes; any other non-space character "
+                      "is a token of its own.")
+        self.code.add("WORD = re.compile(r\"(?:[^\\W_]|')+|\\S\")")
+        self.code.add("", "", f"def {func}(path):")
+        self.code.add(f'"""Texts as token ids [N, {a["max_len"]}] (0 padding, 1 unknown, then the {a["vocab"]} most '
+                      f'frequent tokens; cut to the first tokens, padded on the left) and labels as class indices."""',
+                      depth=1)
+        self.code.add("header, rows = read_csv(path)", depth=1)
+        self.code.add(f'text_at, label_at = header.index({py(a["text"])}), header.index({py(a["label"])})', depth=1)
+        self.code.add('found = [(row[text_at] if text_at < len(row) else "", row[label_at].strip()) '
+                      'for row in rows if label_at < len(row)]', depth=1)
+        if labels:
+            self.code.add(f"labels = {labels}", depth=1)
+        else:
+            self.code.add("labels = sorted({label for _, label in found})", depth=1)
+        self.code.block(f"""
+            kept = [(text, labels.index(label)) for text, label in found if label in labels]
+            tokens = [{tokenizer} for text, _ in kept]
+            counts = Counter(token for sequence in tokens for token in sequence)
+            ranked = sorted((item for item in counts.items() if item[1] >= {a["min_count"]}), key=lambda kv: (-kv[1], kv[0]))
+            vocab = ["<pad>", "<unk>"] + [token for token, _ in ranked[:{a["vocab"]}] if token not in ("<pad>", "<unk>")]
+            index = {{token: i for i, token in enumerate(vocab)}}
+            ids = np.zeros((len(tokens), {a["max_len"]}), dtype=np.int64)
+            for row, sequence in enumerate(tokens):
+                known = [index.get(token, 1) for token in sequence[:{a["max_len"]}]]
+                if known:
+                    ids[row, {a["max_len"]} - len(known):] = known
+            label = np.array([c for _, c in kept], dtype=np.int64)
+            return {{"tokens": ids, "label": label}}
+        """, depth=1)
+        return f"{func}(data_path)"
+
+
+def _makes_rows(e) -> bool:
+    """Whether an expression holds a generating function (so it is a column even without column names)."""
+    if isinstance(e, ast.Call):
+        return e.func.name in ("linspace", "normal", "uniform", "arange") or any(_makes_rows(a.value) for a in e.args)
+    if isinstance(e, ast.BinOp):
+        return _makes_rows(e.left) or _makes_rows(e.right)
+    if isinstance(e, ast.Neg):
+        return _makes_rows(e.operand)
+    return False
+
+
+# ---------------------------------------------------------------- train.py
+
+
+SCHEDULE_SOURCE = {
+    "step": lambda a: f"torch.optim.lr_scheduler.StepLR(optimizer, {a['every']}, gamma={py(a['gamma'])})",
+    "multistep": lambda a: f"torch.optim.lr_scheduler.MultiStepLR(optimizer, {py(a['milestones'])}, "
+                           f"gamma={py(a['gamma'])})",
+    "exponential": lambda a: f"torch.optim.lr_scheduler.ExponentialLR(optimizer, {py(a['gamma'])})",
+    "cosine": lambda a: f"torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, total_steps), "
+                        f"eta_min={py(a['min_lr'])})",
+    "onecycle": lambda a: f"torch.optim.lr_scheduler.OneCycleLR(optimizer, {py(a['max_lr'])}, "
+                          f"total_steps=max(1, total_steps), pct_start={py(a['warmup_fraction'])})",
+    "reduce_on_plateau": lambda a: f"torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor={py(a['factor'])}, "
+                                   f"patience={a['patience']})",
+}
+
+METRIC_SOURCE = {
+    "accuracy": lambda a: "(output.argmax(dim=1) == target).sum()",
+    "top_k": lambda a: f"(output.topk(min({a['k']}, output.shape[1]), dim=1).indices == target.unsqueeze(1))"
+                       ".any(dim=1).sum()",
+    "mse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2).sum()",
+    "mae": lambda a: "per_sample_mean((output - target.reshape(output.shape)).abs()).sum()",
+}
+
+
+def _entry(table: dict, name: str, what: str):
+    """How a catalog entry is written out; a new catalog entry without one is a clear EjectError."""
+    if name not in table:
+        raise EjectError(f"train.py cannot be written for the {what} '{name}' yet (add it to {__name__})")
+    return table[name]
+
+
+def call_text(args, call) -> str:
+    """A catalog call as a spec writes it, arguments that differ from the defaults only: `adam(lr=0.01)`."""
+    shown = [f"{a.name}={py(call.args[a.name])}" for a in args
+             if a.required or a.name == "lr" or call.args.get(a.name) != a.default]
+    return f"{call.name}({', '.join(shown)})"
+
+
+def metric_key(call) -> str:
+    return f"top{call.args['k']}" if call.name == "top_k" else call.name
+
+
+def optimizer_source(call) -> str:
+    """`torch.optim.Adam(model.parameters(), lr=0.001)`: the arguments that differ from the catalog's defaults."""
+    opt = OPTIMIZERS[call.name]
+    kw = []
+    for a in opt.args:
+        v = call.args[a.name]
+        if a.name == "lr" or a.required or v != a.default:
+            kw.append(f"{a.name}={py(tuple(v) if isinstance(v, list) else v)}")
+    return f"torch.optim.{opt.torch_class}(model.parameters(), {', '.join(kw)})"
+
+
+PREFIX = {"validation": "val", "test": "test"}     # how dslc names a split's metrics: val_loss, test_accuracy
+
+
+class TrainWriter:
+    """Writes train.py for the trained model of a checked spec."""
+
+    def __init__(self, checked: CheckedSpec, spec_label: str, model_class: str):
+        if checked.train is None or checked.data is None:
+            raise EjectError("train.py needs the spec's data and train blocks")
+        self.checked = checked
+        self.data = checked.data
+        self.tr = checked.train
+        self.model = checked.model
+        self.label = spec_label
+        self.cls = model_class
+        self.code = Code()
+        self.paths: dict[str, tuple[str, str]] = {}
+
+    # -- the pieces
+
+    def splits(self) -> dict[str, str]:
+        """role -> how the split is made: 'main' (fraction of the main source), 'own' (the source's test set),
+        or 'source' (a source of its own)."""
+        out = {}
+        for role in ("validation", "test"):
+            v = getattr(self.data, role)
+            if isinstance(v, SourceIR):
+                out[role] = "source"
+            elif isinstance(v, float):
+                out[role] = "fraction"
+        if "test" not in out and self.data.test is None and self.data.source.name in ("mnist", "fashion_mnist"):
+            out["test"] = "own"
+        return out
+
+    def evaluating(self) -> bool:
+        schedule = SCHEDULES[self.tr.schedule.name].unit if self.tr.schedule else None
+        return bool(self.splits() or self.tr.early_stopping or schedule == "metric")
+
+    def readers(self) -> dict[str, str]:
+        """Write the source readers; role -> the call that reads that role's columns."""
+        writer = SourceWriter(self.checked, self.code)
+        seed = self.data.split_seed & (2 ** 63 - 1)
+        calls = {"train": writer.write("read_data", self.data.source, seed)}
+        paths = _data_paths(self.checked, self.data.source)
+        if paths:
+            self.paths["train"] = paths
+        for i, role in enumerate(("validation", "test"), start=1):
+            v = getattr(self.data, role)
+            if not isinstance(v, SourceIR):
+                continue
+            images = v.name in ("mnist", "fashion_mnist")
+            main = self.data.source
+            if images and v.name == main.name:      # the same reader, perhaps another folder
+                calls[role] = calls["train"]
+            elif v.name == main.name == "generate" and v.args["columns"] == main.args["columns"]:
+                seed = v.args["seed"] if v.args.get("seed") is not None else (self.data.split_seed, i)
+                calls[role] = f"read_data(n={v.args['n']}, seed={py(seed)})"     # other rows of the same columns
+            else:
+                calls[role] = writer.write(f"read_{role}_data", v, (seed, i))
+            if images:                      # an image source used as a split gives its own test set
+                calls[role] = calls[role].replace("train=True", "train=False")
+            p = _data_paths(self.checked, v)
+            if p and p != self.paths.get("train"):
+                calls[role] = calls[role].replace("data_root", py(p[1])).replace("data_path", py(p[1]))
+        if self.splits().get("test") == "own":
+            calls["test"] = calls["train"].replace("train=True", "train=False")
+        return calls
+
+    def arrays_function(self) -> None:
+        """`model_arrays(columns)`: inputs and targets computed from the columns, cast and shaped for the model."""
+        d, m = self.data, self.model
+        facts = d.source.facts
+        columns = facts.get("columns") or {}
+        ranks = {name: s.rank for name, s in columns.items()} if columns else {}
+        int_columns = {name for name, s in columns.items() if s.is_int} if columns else set()
+        in_exprs = d.inputs if d.inputs is not None else [ast.Var(name=c) for c in d.input_names]
+        out_exprs = d.targets if d.targets is not None else [ast.Var(name=c) for c in d.target_names]
+        names = set()
+        for e in list(in_exprs) + list(out_exprs):
+            names |= set(_names(e))
+        if not columns:              # csv without a column list: names come from the header
+            ranks = {n: 0 for n in names}
+        writer = NumpyExpr(self.checked.lets, ranks, reserved=ARRAY_LOCALS)
+        self.code.add("", "", "def model_arrays(columns):")
+        ins = ", ".join(d.input_names)
+        outs = ", ".join(d.target_names)
+        self.code.add(f'"""Inputs [{ins}] and targets [{outs}] from the columns, cast and shaped as the model takes '
+                      f'them."""', depth=1)
+        for name in sorted(n for n in names if n in ranks):
+            self.code.add(f'{local(name, ARRAY_LOCALS)} = columns["{name}"]', depth=1)
+        source_shapes = facts.get("input_shapes") or [None] * len(in_exprs)
+        inputs = []
+        for e, shape, src_shape in zip(in_exprs, m.inputs.values(), source_shapes):
+            text, precedence = writer(e)
+            inputs.append(f"{_wrap(text, precedence < 9)}.astype(np.{DTYPES[shape.dtype]}){_reshape(src_shape, shape)}")
+        targets = []
+        for e in out_exprs:
+            text, precedence = writer(e)
+            dtype = "np.int64" if writer.is_int(e, int_columns) else "np.float32"
+            targets.append(f"{_wrap(text, precedence < 9)}.astype({dtype})")
+        self.code.add(f"inputs = [{', '.join(inputs)}]", f"targets = [{', '.join(targets)}]",
+                      "return inputs, targets", depth=1)
+
+    def load_function(self, calls: dict[str, str]) -> None:
+        splits = self.splits()
+        fractions = {r: getattr(self.data, r) for r, how in splits.items() if how == "fraction"}
+        args = []
+        if "train" in self.paths:
+            args.append("data_root" if self.paths["train"][0] == "root" else "data_path")
+        self.code.add("", "", f"def load_data({', '.join(args)}):")
+        self.code.add('"""Every split as (inputs, targets): lists of tensors, one per model input and per target."""',
+                      depth=1)
+        self.code.add(f"whole = model_arrays({calls['train']})", depth=1)
+        if fractions:
+            self.code.add(f"splits = split_fractions(whole, {py(fractions)}, seed={self.data.split_seed}, "
+                          f"keep_order={not self.data.shuffle})", depth=1)
+        else:
+            self.code.add('splits = {"train": whole}', depth=1)
+        for role, how in splits.items():
+            if how in ("source", "own"):
+                self.code.add(f'splits["{role}"] = model_arrays({calls[role]})', depth=1)
+        self.code.add("return {role: to_tensors(*part) for role, part in splits.items()}", depth=1)
+        if fractions:
+            self.code.add("", "")
+            self.code.block('''
+                def split_fractions(whole, fractions, seed, keep_order):
+                    """Hold out fractions of the samples: a seeded permutation, the first parts held out."""
+                    n = len(whole[0][0])
+                    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+                    parts, start = {}, 0
+                    for role, fraction in fractions.items():
+                        k = max(1, int(fraction * n))
+                        parts[role] = order[start:start + k]
+                        start += k
+                    parts["train"] = order[start:]
+                    if keep_order:
+                        parts = {role: np.sort(index) for role, index in parts.items()}
+                    return {role: ([a[index] for a in whole[0]], [a[index] for a in whole[1]])
+                            for role, index in parts.items()}
+            ''')
+        self.code.add("", "")
+        self.code.block('''
+            def to_tensors(inputs, targets):
+                return ([torch.from_numpy(np.ascontiguousarray(a)) for a in inputs],
+                        [torch.from_numpy(np.ascontiguousarray(a)) for a in targets])
+
+
+            def to_device(split, device):
+                inputs, targets = split
+                return [t.to(device) for t in inputs], [t.to(device) for t in targets]
+
+
+            def batches(split, batch_size, generator=None):
+                """One epoch of (inputs, targets) batches, in a random order drawn from `generator` when given."""
+                tensors = split[0] + split[1]
+                n = len(tensors[0])
+                order = None if generator is None else torch.randperm(n, generator=generator).to(tensors[0].device)
+                for start in range(0, n, batch_size):
+                    if order is None:
+                        chosen = [t[start:start + batch_size] for t in tensors]
+                    else:
+                        chosen = [t[order[start:start + batch_size]] for t in tensors]
+                    yield chosen[:len(split[0])], chosen[len(split[0]):]
+        ''')
+
+    def loss_function(self) -> None:
+        loss = self.tr.loss
+        writer = TorchLoss(self.checked)
+        if loss.builtin is not None:
+            body = builtin_loss(writer, loss.builtin.name, loss.builtin.args, "output", "targets[0]")
+            unpack = []
+        else:
+            body = writer(loss.expr)[0]
+            unpack = [f"{local(n, LOSS_LOCALS)} = inputs[{i}]" for n, i in writer.used_inputs.items()]
+            unpack += [f"{local(n, LOSS_LOCALS)} = targets[{i}]" for n, i in writer.used_targets.items()]
+        if writer.uses_functional:
+            self.code.imports.add("F")
+        self.code.add("", "", "def compute_loss(model, output, inputs, targets):")
+        self.code.add(f'"""loss = {loss.text}"""', depth=1)
+        self.code.add(*unpack, f"return {body}", depth=1)
+
+    def evaluate_function(self) -> None:
+        metrics = self.tr.metrics
+        self.code.add("", "")
+        needs_per_sample = any(m.name in ("mse", "mae") for m in metrics)
+        if needs_per_sample:
+            self.code.block('''
+                def per_sample_mean(values):
+                    """The mean over each sample's values ([B] from [B, ...])."""
+                    return values.reshape(values.shape[0], -1).mean(dim=1) if values.dim() > 1 else values
+            ''')
+            self.code.add("", "")
+        self.code.add("@torch.no_grad()")
+        self.code.add("def evaluate(model, split, batch_size):")
+        keys = ", ".join(["loss"] + [metric_key(m) for m in metrics])
+        self.code.add(f'"""{keys} over a whole split: sums over the batches divided by the number of samples."""',
+                      depth=1)
+        self.code.add("model.eval()", "n = len(split[0][0])", "total = torch.zeros((), dtype=torch.float64)", depth=1)
+        for m in metrics:
+            self.code.add(f"{metric_key(m)} = torch.zeros((), dtype=torch.float64)", depth=1)
+        self.code.add("for inputs, targets in batches(split, batch_size or n):", depth=1)
+        self.code.add("output = model(*inputs)", depth=2)
+        self.code.add("total += compute_loss(model, output, inputs, targets).double() * len(inputs[0])", depth=2)
+        if metrics:
+            self.code.add("output, target = output.float(), targets[0]", depth=2)
+        for m in metrics:
+            self.code.add(f"{metric_key(m)} += {_entry(METRIC_SOURCE, m.name, 'metric')(m.args)}.double()", depth=2)
+        self.code.add("model.train()", depth=1)
+        values = ", ".join(f'"{k}": float({k} / n)' for k in ["loss"] + [metric_key(m) for m in metrics])
+        values = values.replace('"loss": float(loss / n)', '"loss": float(total / n)')
+        self.code.add(f"return {{{values}}}", depth=1)
+
+    def report_function(self) -> None:
+        self.code.add("", "")
+        self.code.block('''
+            def report(epoch, step, values):
+                """One line per log or evaluation event, written as `dslc train` writes it."""
+                parts = [f"epoch {epoch}", f"step {step}"]
+                parts += [f"{name} {value:.6g}" for name, value in values.items() if value is not None]
+                print("  ".join(parts), flush=True)
+
+
+            def mean(losses):
+                return float(torch.stack(losses).mean()) if losses else None
+        ''')
+
+    # -- main
+
+    def main_function(self) -> None:
+        c, tr, d = self.code, self.tr, self.data
+        evaluating = self.evaluating()
+        splits = self.splits()
+        eval_roles = [r for r in ("validation", "test") if r in splits]
+        carried = any(l.layer in ("rnn", "lstm", "gru") and l.args["carry_state"]
+                      for l in list(self.model.layers) + [l for b in self.model.blocks.values() for l in b.layers])
+        schedule_unit = SCHEDULES[tr.schedule.name].unit if tr.schedule else None
+        amp = tr.precision != "fp32"
+
+        c.add("", "", "def main():")
+        c.add(f'parser = argparse.ArgumentParser(description="Train {self.cls} as {self.label} says.")', depth=1)
+        if "train" in self.paths:
+            kind, default = self.paths["train"]
+            if kind == "root":
+                c.add('parser.add_argument("--data-root", default=DATA_ROOT, help="the folder holding the data '
+                      '(torchvision layout)")', depth=1)
+            else:
+                c.add('parser.add_argument("--data", default=DATA_FILE, help="the data file")', depth=1)
+        if tr.steps:
+            c.add(f'parser.add_argument("--steps", type=int, default={tr.steps})', depth=1)
+        else:
+            c.add(f'parser.add_argument("--epochs", type=int, default={tr.epochs})', depth=1)
+        c.add(f'parser.add_argument("--seed", type=int, default={tr.seed})', depth=1)
+        c.add(f'parser.add_argument("--device", default={py(tr.device)}, help="cpu, cuda or auto")', depth=1)
+        c.add('parser.add_argument("--out", default="model.pt", help="where to save the trained weights '
+              '(a state_dict)")', depth=1)
+        c.add("args = parser.parse_args()", "", depth=1)
+
+        c.add('if args.device == "auto":', depth=1)
+        c.add('args.device = "cuda" if torch.cuda.is_available() else "cpu"', depth=2)
+        c.add("device = torch.device(args.device)", depth=1)
+        load_args = {"root": "args.data_root", "path": "args.data"}.get(self.paths.get("train", ("",))[0], "")
+        c.add(f"splits = {{role: to_device(split, device) for role, split in load_data({load_args}).items()}}",
+              'train = splits["train"]', "", depth=1)
+
+        c.add("# Seed every generator, then build: the same seed gives dslc's initial weights.", depth=1)
+        c.add("random.seed(args.seed)", "np.random.seed(args.seed % 2**32)", "torch.manual_seed(args.seed)", depth=1)
+        if tr.deterministic:
+            c.add('os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")',
+                  "torch.use_deterministic_algorithms(True)", "torch.backends.cudnn.benchmark = False",
+                  "torch.backends.cudnn.deterministic = True", depth=1)
+            c.imports.add("os")
+        c.add(f"model = {self.cls}().to(device)", depth=1)
+        c.add(f"optimizer = {optimizer_source(tr.optimizer)}", depth=1)
+
+        c.add("n = len(train[0][0])", depth=1)
+        c.add("batch_size = BATCH_SIZE" if d.batch else "batch_size = n  # batch = all: the whole set at once",
+              "batches_per_epoch = math.ceil(n / batch_size)", depth=1)
+        if tr.steps:
+            c.add("total_steps = args.steps", "epochs = math.ceil(total_steps / batches_per_epoch)", depth=1)
+        else:
+            c.add("epochs = args.epochs", "total_steps = epochs * batches_per_epoch", depth=1)
+        if tr.schedule:
+            c.add(f"schedule = {_entry(SCHEDULE_SOURCE, tr.schedule.name, 'schedule')(tr.schedule.args)}", depth=1)
+        if amp:
+            c.add('amp = device.type == "cuda"', depth=1)
+            if tr.precision == "amp":
+                c.add('scaler = torch.amp.GradScaler("cuda", enabled=amp)', depth=1)
+        c.add('print(f"training {total_steps} steps", flush=True)', "", depth=1)
+
+        log_unit, log_every = tr.log
+        eval_unit, eval_every = tr.evaluate
+        c.add("step = 0", depth=1)
+        windows = ["log_losses"] + (["eval_losses"] if evaluating else [])
+        c.add(", ".join(windows) + " = " + ", ".join("[]" for _ in windows) + "  # batch losses since the last "
+              + " / ".join(w.split("_")[0] for w in windows), depth=1)
+        if evaluating:
+            c.add("last_eval = None", depth=1)
+            if self.data.batch:
+                c.add("eval_batch_size = max(BATCH_SIZE, 256)  # dslc evaluates in batches of at least 256", depth=1)
+            else:
+                c.add("eval_batch_size = None  # batch = all: a split is evaluated in one batch", depth=1)
+        if tr.early_stopping:
+            c.add("stop = False", f"best_watched, bad_evals = None, 0  # early stopping on "
+                  f"{tr.early_stopping['metric']}", depth=1)
+
+        c.add("for epoch in range(1, epochs + 1):", depth=1)
+        if carried:
+            c.add("model.reset_state()  # carried recurrent state starts afresh each epoch", depth=2)
+        c.add("model.train()", depth=2)
+        if d.shuffle:
+            c.add("generator = torch.Generator().manual_seed((args.seed * 1_000_003 + epoch - 1) % 2**63)", depth=2)
+        c.add("epoch_loss, epoch_losses, epoch_sizes = None, [], []", depth=2)
+        c.add(f"for inputs, targets in batches(train, batch_size{', generator' if d.shuffle else ''}):", depth=2)
+        self.step_lines(4 if amp else 3, amp)
+        if schedule_unit == "step":
+            c.add("schedule.step()", depth=3)
+        c.add("loss = loss.detach()", depth=3)
+        for w in windows + ["epoch_losses"]:
+            c.add(f"{w}.append(loss)", depth=3)
+        c.add("epoch_sizes.append(len(inputs[0]))", "step += 1", depth=3)
+        log_line = ('report(epoch, step, {"train_loss": mean(log_losses), "lr": optimizer.param_groups[0]["lr"]})',
+                    "log_losses = []")
+        if log_unit == "steps":
+            c.add(*log_line, depth=when(c, None if log_every == 1 else f"step % {log_every} == 0 or step == 1", 3))
+        stops = "if step == total_steps" + (" or stop" if tr.early_stopping and eval_unit == "steps" else "") + ":"
+        if evaluating and eval_unit == "steps":
+            self.eval_lines(when(c, None if eval_every == 1 else f"step % {eval_every} == 0", 3), eval_roles,
+                            schedule_unit)
+        c.add(stops, depth=3)
+        c.add("break", depth=4)
+        c.add("if len(epoch_losses) < batches_per_epoch" + (" or stop" if tr.early_stopping else "") + ":", depth=2)
+        c.add("break  # the run ends inside this epoch", depth=3)
+        c.add("sizes = torch.tensor(epoch_sizes, dtype=torch.float32, device=device)", depth=2)
+        c.add("epoch_loss = float(torch.dot(torch.stack(epoch_losses), sizes) / sum(epoch_sizes))", depth=2)
+        if schedule_unit == "epoch":
+            c.add("schedule.step()", depth=2)
+        if log_unit == "epochs":
+            c.add(*log_line, depth=when(c, None if log_every == 1 else
+                                        f"epoch % {log_every} == 0 or epoch == 1 or epoch == epochs", 2))
+        if evaluating and eval_unit == "epochs":
+            self.eval_lines(when(c, None if eval_every == 1 else f"epoch % {eval_every} == 0 or step >= total_steps",
+                                 2), eval_roles, schedule_unit)
+            if tr.early_stopping:
+                c.add("if stop:", depth=2)
+                c.add("break", depth=3)
+
+        c.add("", "# The end: the training loss of the last (or unfinished) epoch, and the held-out splits.",
+              depth=1)
+        c.add('final = {"train_loss": epoch_loss if epoch_loss is not None else mean(epoch_losses)}', depth=1)
+        if eval_roles:
+            c.add("if last_eval is not None and last_eval[0] == step:", depth=1)
+            c.add("final.update({k: v for k, v in last_eval[1].items() if k.startswith((\"val_\", \"test_\"))})",
+                  depth=2)
+            c.add("else:", depth=1)
+            if carried:
+                c.add("model.reset_state()", depth=2)
+            for role in eval_roles:
+                c.add(f'final.update({{"{PREFIX[role]}_" + k: v for k, v in evaluate(model, splits["{role}"], '
+                      f'eval_batch_size).items()}})', depth=2)
+        c.add("print(\"done: \" + \"  \".join(f\"{k} {v:.6g}\" for k, v in final.items() if v is not None), flush=True)",
+              depth=1)
+        c.add("torch.save(model.state_dict(), args.out)", 'print(f"weights saved to {args.out}")', depth=1)
+
+    def step_lines(self, depth: int, amp: bool) -> None:
+        """One optimizer step, as dslc takes it: forward, loss, backward, clipping, (warm-up) step."""
+        c, tr = self.code, self.tr
+        if amp:
+            dtype = "torch.float16" if tr.precision == "amp" else "torch.bfloat16"
+            c.add(f'with torch.autocast("cuda", dtype={dtype}, enabled=amp):', depth=3)
+        c.add("output = model(*inputs)", "loss = compute_loss(model, output, inputs, targets)", depth=depth)
+        c.add("optimizer.zero_grad(set_to_none=True)", depth=3)
+        clip = f"torch.nn.utils.clip_grad_norm_(model.parameters(), {py(tr.clip_grad_norm)})"
+        depth = 3
+        if tr.precision == "amp":              # the gradient scaler works on CUDA only; dslc steps as fp32 elsewhere
+            c.add("if amp:", depth=3)
+            c.add("scaler.scale(loss).backward()", depth=4)
+            if tr.clip_grad_norm:
+                c.add("scaler.unscale_(optimizer)", clip, depth=4)
+            c.add("scaler.step(optimizer)", "scaler.update()", depth=4)
+            c.add("else:", depth=3)
+            depth = 4
+        c.add("loss.backward()", depth=depth)
+        if tr.clip_grad_norm:
+            c.add(clip, depth=depth)
+        if tr.warmup_steps:
+            c.add(f"if step < {tr.warmup_steps}:  # linear warm-up: this step at a fraction of the rate", depth=depth)
+            c.add(f"factor = (step + 1) / {tr.warmup_steps}", "rates = [g[\"lr\"] for g in optimizer.param_groups]",
+                  "for g, lr in zip(optimizer.param_groups, rates):", f"{INDENT}g[\"lr\"] = lr * factor",
+                  "optimizer.step()", "for g, lr in zip(optimizer.param_groups, rates):",
+                  f"{INDENT}g[\"lr\"] = lr", depth=depth + 1)
+            c.add("else:", depth=depth)
+            c.add("optimizer.step()", depth=depth + 1)
+        else:
+            c.add("optimizer.step()", depth=depth)
+
+    def eval_lines(self, depth: int, roles: list[str], schedule_unit: str | None) -> None:
+        """The evaluation event, as dslc records it: the loss window, each held-out split, then its consequences."""
+        c, tr = self.code, self.tr
+        c.add("values = {\"train_loss\": mean(eval_losses)}", "eval_losses = []", depth=depth)
+        for role in roles:
+            c.add(f'values.update({{"{PREFIX[role]}_" + k: v for k, v in evaluate(model, splits["{role}"], '
+                  f'eval_batch_size).items()}})', depth=depth)
+        c.add("last_eval = (step, values)", "report(epoch, step, values)", depth=depth)
+        if schedule_unit == "metric":
+            c.add('plateau = values.get("val_loss", values["train_loss"])', "if plateau is not None:", depth=depth)
+            c.add("schedule.step(plateau)", depth=depth + 1)
+        es = tr.early_stopping
+        if es:
+            delta = f" - {py(es['min_delta'])}" if es["min_delta"] else ""
+            better = (f"watched < best_watched{delta}" if es["mode"] == "min"
+                      else f"watched > best_watched{delta.replace('-', '+')}")
+            c.add(f'watched = values.get("{es["metric"]}")', "if watched is not None:", depth=depth)
+            c.add(f"if best_watched is None or {better}:", depth=depth + 1)
+            c.add("best_watched, bad_evals = watched, 0", depth=depth + 2)
+            c.add("else:", depth=depth + 1)
+            c.add("bad_evals += 1", f"stop = bad_evals >= {es['patience']}", "if stop:", depth=depth + 2)
+            c.add(f'print(f"early stopping at step {{step}}: {es["metric"]} has not improved for {{bad_evals}} '
+                  f'evaluations", flush=True)', depth=depth + 3)
+
+    # -- the whole file
+
+    def source(self) -> str:
+        from dslc import __version__
+        calls = self.readers()
+        self.arrays_function()
+        self.load_function(calls)
+        self.loss_function()
+        if self.evaluating():
+            self.evaluate_function()
+        self.report_function()
+        self.main_function()
+        body = "\n".join(self.code.lines)
+        header = self.header(__version__)
+        return header + body + "\n\n\nif __name__ == \"__main__\":\n    main()\n"
+
+    def header(self, version: str) -> str:
+        tr, d = self.tr, self.data
+        length = f"{tr.steps} steps" if tr.steps else f"{tr.epochs} epoch{'s' if tr.epochs != 1 else ''}"
+        opts = "[--data-root DIR] " if self.paths.get("train", ("",))[0] == "root" else (
+            "[--data FILE] " if "train" in self.paths else "")
+        lines = [
+            f'"""Train {self.cls} as {self.label} says, in plain PyTorch (written by dslc {version}, `dslc emit`).',
+            "",
+            f"    python train.py {opts}[--{'steps' if tr.steps else 'epochs'} N] [--seed N] [--device cpu|cuda] "
+            "[--out model.pt]",
+            "",
+            f"Data: {d.source.name}; batch {d.batch or 'all'}{', shuffled' if d.shuffle else ''}. "
+            f"Loss: {tr.loss.text}. Optimizer: {call_text(OPTIMIZERS[tr.optimizer.name].args, tr.optimizer)}. "
+            f"{length}.",
+            "The data, seeding, initialisation, batches and loop are dslc's own, so with the same seed this",
+            "prints the numbers `dslc train` prints.",
+            '"""',
+            "",
+        ]
+        imports = ["import argparse"]
+        imports += [f"import {m}" for m in ("bz2", "csv", "gzip") if m in self.code.imports]
+        imports.append("import math")
+        if "os" in self.code.imports:
+            imports.append("import os")
+        imports.append("import random")
+        if "re" in self.code.imports:
+            imports.append("import re")
+        if "Counter" in self.code.imports:
+            imports.append("from collections import Counter")
+        imports += ["", "import numpy as np", "import torch"]
+        if "F" in self.code.imports:
+            imports.append("import torch.nn.functional as F")
+        if "torchvision" in self.code.imports:
+            imports.append("import torchvision")
+        imports += [f"from model import {self.cls}", ""]   # ruff's isort counts `model` as third-party
+        constants = []
+        if "train" in self.paths:
+            kind, default = self.paths["train"]
+            constants.append(f"{'DATA_ROOT' if kind == 'root' else 'DATA_FILE'} = {py(default)}  # the data dslc reads "
+                             "for this spec")
+        if d.batch:
+            constants.append(f"BATCH_SIZE = {d.batch}")
+        return "\n".join(lines + imports + constants) + ("\n" if constants else "")
+
+
+def when(code: Code, condition: str | None, depth: int) -> int:
+    """Open `if condition:` at depth (nothing when it always holds); returns the depth of its body."""
+    if condition is None:
+        return depth
+    code.add(f"if {condition}:", depth=depth)
+    return depth + 1
+
+
+def _names(e) -> list[str]:
+    if isinstance(e, ast.Var):
+        return [e.name]
+    if isinstance(e, ast.BinOp):
+        return _names(e.left) + _names(e.right)
+    if isinstance(e, ast.Neg):
+        return _names(e.operand)
+    if isinstance(e, ast.Call):
+        return [n for a in e.args for n in _names(a.value)]
+    return []
+
+
+def _reshape(source: TensorShape | None, target: TensorShape) -> str:
+    """`.reshape(-1, 28, 28)` when the data's per-sample shape is not the model's; '' when it already is."""
+    if source is not None and tuple(source.dims) == tuple(target.dims):
+        return ""
+    dims = list(target.dims)
+    symbolic = [i for i, d in enumerate(dims) if isinstance(d, str)]
+    if symbolic:
+        known = source.numel() if source is not None else None
+        fixed = math.prod(d for d in dims if isinstance(d, int))
+        if source is not None and len(source.dims) == len(dims) and all(
+                isinstance(t, str) or t == s for s, t in zip(source.dims, dims)):
+            return ""
+        if len(symbolic) == 1 and known is not None:
+            dims[symbolic[0]] = known // fixed
+        else:
+            return ""
+    return f".reshape(-1{''.join(f', {d}' for d in dims)})"
+
+
+def train_source(checked: CheckedSpec, spec_label: str, model_class: str) -> str:
+    """The text of train.py (raises EjectError when the spec cannot be trained by it)."""
+    return TrainWriter(checked, spec_label, model_class).source()
+
+
+def readme_source(checked: CheckedSpec, spec_label: str, model_class: str) -> str:
+    """A short README for the ejected folder: what each file is, how to run it, where the data comes from."""
+    from dslc import __version__
+    variant = f" (variant `{checked.variant}`)" if checked.variant else ""
+    others = [v.name for v in checked.spec.variants if v.name != checked.variant]
+    images = checked.data is not None and checked.data.source.name in ("mnist", "fashion_mnist")
+    lines = [
+        f"# {model_class}: {spec_label}{variant} as plain PyTorch",
+        "",
+        f"Written by `dslc emit` (dslc {__version__}). Nothing here needs dslc: only torch and numpy"
+        + (", and torchvision to read the images" if images else "") + ".",
+        "",
+        f"- `model.py`: `{model_class}`, an `nn.Module` whose attribute and parameter names are dslc's, so the",
+        "  weights of a dslc run load unchanged:",
+        "",
+        "  ```python",
+        "  import torch",
+        f"  from model import {model_class}",
+        f"  model = {model_class}()",
+        '  model.load_state_dict(torch.load("runs/<spec>/<run>/checkpoints/best.pt")["model"])',
+        "  model.eval()",
+        "  ```",
+    ]
+    if checked.train is not None and checked.data is not None:
+        paths = _data_paths(checked, checked.data.source)
+        lines += [
+            "- `train.py`: the data, loss, optimizer and training loop of the spec, step for step as `dslc train`",
+            "  runs them, so with the same seed it prints the same losses. It saves the final weights (a plain",
+            "  state_dict) to `--out`; `python train.py --help` lists its options.",
+        ]
+        if paths:
+            option = "--data-root DIR" if paths[0] == "root" else "--data FILE"
+            where = "the folder holding `MNIST/raw` or `FashionMNIST/raw` (torchvision layout; torchvision " \
+                    "downloads the data there when it is missing)" if images else "the data file"
+            lines += ["", f"Data: `{option}` is {where}. It defaults to where the spec points: `{paths[1]}`."]
+    if others:
+        lines += ["", f"The spec has other variants ({', '.join(others)}); eject one with "
+                      "`dslc emit SPEC --python DIR --variant NAME`."]
+    return "\n".join(lines) + "\n"
