@@ -179,7 +179,6 @@ class ModelChecker:
             if init.needs_matrix and declared.rank < 2:
                 self.report.error(f"{value.name} fills matrices, but param {st.name} is {declared}", st.value.span,
                                   "declare at least two dims, or use normal(...) or uniform(...)")
-                raise _Bail
             shape, init_value = declared, CallValue(value.name, value.args, value.span)
         else:
             dims = _list_dims(value)
