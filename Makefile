@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test test-fast demo bench fuzz clean
+.PHONY: setup browser test test-fast demo bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,16 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Headless Chromium for the report test (tests/test_report.py): the Debian package, installed when
+# missing and apt-get is usable (root); otherwise that test says it was skipped and why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "chromium is missing and cannot be installed here (needs root and apt-get); the browser test will be skipped"; fi
+
 # The whole suite, slow reproductions included (what CI runs).
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 # The suite without the long reproductions.

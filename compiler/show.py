@@ -11,6 +11,10 @@ def _count(module) -> int:
 
 def model_table(checked: CheckedSpec, model_name: str | None = None) -> str:
     from .build import build_model
+    if model_name and model_name not in checked.models:
+        from dslc.dsl.diagnostics import Diagnostic, SpecError, did_you_mean
+        raise SpecError([Diagnostic(f"the spec has no model '{model_name}'", hint=did_you_mean(model_name, checked.models),
+                                    source=checked.source)])
     ir = checked.models[model_name] if model_name else checked.model
     module = build_model(ir)
     rows = []
@@ -33,3 +37,9 @@ def model_table(checked: CheckedSpec, model_name: str | None = None) -> str:
     out.append("  ".join("-" * w for w in widths))
     out.append(f"Total params: {_count(module):,}")
     return "\n".join(out)
+
+
+def write_graph(checked: CheckedSpec, path, model_name: str | None = None):
+    """`dslc show --graph FILE`: the model diagram (compiler/graph.py), SVG, PNG or PDF by extension."""
+    from .graph import write_graph as draw
+    return draw(checked, path, model_name)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DSLC_NO_PLOTS", "1")      # `dslc train` in tests skips its plots; tests/test_plots.py draws them
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
