@@ -20,7 +20,9 @@ import sys
 
 # Modules that add the later pipeline verbs (train, eval, export, predict, serve, ...).
 # Each has `add_commands(add, overrides)` and imports nothing heavy at module level.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("dslc.runtime.train_commands", "dslc.runtime.serve_commands",
+                                   "dslc.runtime.export_commands", "dslc.emit_commands",
+                                   "dslc.runtime.picture_commands")
 
 EXIT_SPEC_ERROR = 2
 EXIT_FAILURE = 1
@@ -108,7 +110,9 @@ def cmd_fmt(args) -> int:
 def cmd_layers(args) -> int:
     from dslc.compiler.layers import LAYERS
     for layer in LAYERS.values():
-        params = ", ".join(a.name + ("..." if a.variadic else "") + ("" if a.required or a.variadic else f"={a.default}")
+        def default(v):
+            return "true" if v is True else "false" if v is False else "none" if v is None else str(v)
+        params = ", ".join(a.name + ("..." if a.variadic else "") + ("" if a.required or a.variadic else f"={default(a.default)}")
                            for a in layer.args)
         print(f"{layer.name}({params})\n    {layer.doc}")
     return 0
