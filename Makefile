@@ -35,7 +35,7 @@ test-fast: setup
 demo: setup
 	$(VENV)/bin/dslc check specs/*.dlspec
 	$(VENV)/bin/dslc show specs/lstm_mnist.dlspec
-	$(VENV)/bin/dslc train specs/lstm_mnist.dlspec --out runs/demo
+	$(VENV)/bin/dslc train specs/lstm_mnist.dlspec --epochs 5 --out runs/demo --force
 	$(VENV)/bin/dslc export runs/demo --out runs/demo/lstm_mnist.onnx
 	$(VENV)/bin/dslc predict runs/demo/lstm_mnist.onnx runtime/samples/digit7.png
 
