@@ -247,8 +247,13 @@ def _syntax_error(err: UnexpectedInput, text: str, source: Source) -> SpecError:
         inside = _unclosed_bracket(text[:token.start_pos]) if token.start_pos is not None else None
         if str(token) in ("}", ")", "]"):
             closes = inside is not None and inside[0] == {"}": "{", ")": "(", "]": "["}[str(token)]
-            hint = (f"something is missing before the '{token}'" if closes
-                    else f"the '{token}' closes nothing here, or something before it is missing")
+            if closes:
+                hint = f"something is missing before the '{token}'"
+            elif inside is not None:
+                hint = (f"the '{inside[0]}' opened at line {inside[1]}, column {inside[2]} is not closed "
+                        f"before this '{token}'")
+            else:
+                hint = f"the '{token}' closes nothing here, or something before it is missing"
         elif inside and inside[0] in "([" and "','" in expected and str(token) != "=":
             hint = ("arguments are separated by commas: f(a, b, name=value)" if inside[0] == "("
                     else "list items are separated by commas: [a, b, c]")
