@@ -249,7 +249,7 @@ def _syntax_error(err: UnexpectedInput, text: str, source: Source) -> SpecError:
             closes = inside is not None and inside[0] == {"}": "{", ")": "(", "]": "["}[str(token)]
             if closes:
                 hint = f"something is missing before the '{token}'"
-            elif inside is not None:
+            elif inside is not None and inside[0] in "([":
                 hint = (f"the '{inside[0]}' opened at line {inside[1]}, column {inside[2]} is not closed "
                         f"before this '{token}'")
             else:
