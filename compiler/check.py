@@ -654,10 +654,18 @@ class SpecChecker:
             return ExportIR(format=self.typed(s.get("format"), "str", "onnx", choices=("onnx",)),
                             opset=self.typed(s.get("opset"), "int", 18,
                                              lambda v: None if 13 <= v <= 23 else "must be between 13 and 23"),
-                            file=self.typed(s.get("file"), "str", None),
+                            file=self.typed(s.get("file"), "str", None, inside_run_dir),
                             auto=self.typed(s.get("auto"), "bool", True))
         except _Bail:
             return None
+
+
+def inside_run_dir(path: str) -> str | None:
+    """export.file names a file inside the run directory: relative, no `..`, no drive (the CLI's --out goes elsewhere)."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\", "~")) or (len(path) > 1 and path[1] == ":") or ".." in parts or not parts[-1].strip():
+        return "must be a relative path inside the run directory (no '..', no absolute path)"
+    return None
 
 
 _EARLY = type("EarlyStopping", (), {"args": [Arg("patience", "int", 5, check=positive),

@@ -57,6 +57,7 @@ class Diagnostic:
             if text.strip():
                 end = self.span.end_column if self.span.end_line == line else len(text) + 1
                 width = max(1, min(end, len(text) + 1) - col)
+                text, col, width = _clip(text, col, width)
                 gutter = f"{line:>5} | "
                 out.append(gutter + text)
                 out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width)
@@ -122,6 +123,21 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     if 0 < len(choices) <= 12:
         return "expected one of: " + ", ".join(choices)
     return None
+
+
+MAX_SHOWN = 100
+
+
+def _clip(text: str, col: int, width: int) -> tuple[str, int, int]:
+    """At most MAX_SHOWN characters of a long line, around the caret, marked with '...'."""
+    if len(text) <= MAX_SHOWN:
+        return text, col, width
+    width = min(width, MAX_SHOWN // 2)
+    start = max(0, min(col - 1 - MAX_SHOWN // 3, len(text) - MAX_SHOWN))
+    shown = text[start:start + MAX_SHOWN]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + MAX_SHOWN < len(text) else ""
+    return prefix + shown + suffix, col - start + len(prefix), width
 
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:

@@ -32,6 +32,7 @@ from .parse import MAX_NESTING, MAX_NUMBER_DIGITS, parse
 
 BLOCKS = ("data", "train", "export", "init")
 MAX_VALUES = 100_000
+_SCALARS = yaml.constructor.SafeConstructor()   # safe_load's scalar rules, without a parser per value
 TOP_KEYS = ("let", "models", "variants") + BLOCKS
 
 
@@ -155,15 +156,15 @@ class _Reader:
         if (tag.endswith(":int") or tag.endswith(":float")) and len(node.value) > MAX_NUMBER_DIGITS:
             self.fail(f"the number {node.value[:20]}... is too large", node, "numbers must be finite")
         if tag.endswith(":int"):
-            v = int(yaml.safe_load(node.value))
+            v = int(_SCALARS.construct_yaml_int(node))
             return ast.Neg(operand=ast.Number(value=-v, span=span), span=span) if v < 0 else ast.Number(value=v, span=span)
         if tag.endswith(":float"):
-            v = float(yaml.safe_load(node.value))
+            v = float(_SCALARS.construct_yaml_float(node))
             if v != v or v in (float("inf"), float("-inf")):
                 self.fail("numbers must be finite", node)
             return ast.Neg(operand=ast.Number(value=-v, span=span), span=span) if v < 0 else ast.Number(value=v, span=span)
         if tag.endswith(":bool"):
-            return ast.Bool(value=bool(yaml.safe_load(node.value)), span=span)
+            return ast.Bool(value=bool(_SCALARS.construct_yaml_bool(node)), span=span)
         if tag.endswith(":null"):
             self.fail("a value is missing here", node)
         return self.text(node, "expr")

@@ -7,14 +7,19 @@ spec hash and a format version), so it loads with
 `torch.load(weights_only=True)`: a file carrying any other pickled object is
 refused without running it. Files are written to a temporary name in the same
 folder, flushed and fsynced, then renamed over the old one, so a crash never
-leaves a half-written `last.pt`.
+leaves a half-written `last.pt`; a write that fails (a full disk, a read-only
+folder) raises one UserError naming the file and the reason, and the previous
+checkpoint stays as it was. Temporary files that a killed writer left behind
+are removed at the next save.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -57,20 +62,65 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write `state` (plus the format marker) to `path` atomically."""
+    """Write `state` (plus the format marker) to `path` atomically; raises UserError when it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            writer = _Writer(f)
+            torch.save({"format": FORMAT, "version": VERSION, **state}, writer)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        cause = err if isinstance(err, OSError) else writer.error if writer is not None else None
+        if cause is None:
+            raise
+        kept = "; the previous checkpoint there is unchanged" if path.exists() else ""
+        raise UserError(f"cannot write checkpoint {path}: {cause.strerror or cause}{kept}") from None
     fsync_dir(path.parent)
+    _remove_stale(path)
+
+
+class _Writer:
+    """The file torch.save writes to, keeping the OSError that torch reports only as `unexpected pos`."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _remove_stale(path: Path) -> None:
+    """Temporary files of `path` whose writer died (SIGKILL mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def fsync_dir(folder: Path) -> None:
@@ -101,12 +151,15 @@ def load_checkpoint(path: str | Path, spec_hash: str | None = None, force: bool 
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():          # e.g. "Detected pickle protocol 4": the verdict below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
+        if "global" in str(err).lower():         # a class or function to import: what a code payload needs
             raise UserError(f"refusing to load {path}: it holds Python objects other than tensors and plain "
                             f"values, and loading them could run code (only dslc checkpoints are accepted)") from None
-        raise UserError(f"checkpoint {path} is corrupt ({_first_line(err)})") from None
+        raise UserError(f"checkpoint {path} is corrupt (not a readable checkpoint file); "
+                        f"use an older checkpoint or train again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
             IndexError, TypeError, UnicodeDecodeError) as err:
         raise UserError(f"checkpoint {path} is corrupt or truncated ({_first_line(err)}); "

@@ -271,6 +271,9 @@ def export_run(run_dir, out=None, opset: int | None = None, variant: str | None 
     spec_export = checked.export
     if out is None:
         out = Path(run.path) / (spec_export.file if spec_export and spec_export.file else "model.onnx")
+        if not out.resolve().is_relative_to(Path(run.path).resolve()):    # the checker refuses such names too
+            raise UserError(f"export.file {spec_export.file!r} points outside the run directory {run.path}; "
+                            f"write elsewhere with --out")
     if opset is None:
         opset = spec_export.opset if spec_export else DEFAULT_OPSET
     samples, note = run_samples(run)

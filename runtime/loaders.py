@@ -179,9 +179,15 @@ def _read_idx(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, np.nda
     from torchvision import datasets
     try:
         ds = getattr(datasets, dataset)(str(root), train=train, download=False)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise UserError(f"cannot read the {dataset} files under {root / dataset / 'raw'}: {err}") from None
-    return ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+    except (RuntimeError, OSError, ValueError, AssertionError) as err:     # torchvision asserts on a bad header
+        detail = str(err).strip() or "a file does not start with the IDX header of its kind"
+        raise UserError(f"cannot read the {dataset} files under {root / dataset / 'raw'}: {detail} "
+                        f"(truncated or not IDX files?)") from None
+    images, labels = ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+    if len(images) != len(labels):
+        raise UserError(f"the {dataset} files under {root / dataset / 'raw'} hold {len(images)} images but "
+                        f"{len(labels)} labels ({'train' if train else 't10k'} set)")
+    return images, labels
 
 
 def _scaled(images: np.ndarray, scale: float) -> np.ndarray:

@@ -27,6 +27,15 @@ Conventions:
 - Each epoch's shuffle order comes from a generator seeded with (seed, epoch),
   and checkpoints hold every RNG state, so `--resume` continues exactly, even
   from the middle of an epoch.
+- A NaN or infinite loss stops the run (`nan="stop"`): the losses are checked
+  at each event, before anything is logged or saved, so the run ends naming
+  the first bad step and the checkpoint on disk is the last good one; weights
+  are checked before every save too. `nan="skip"` instead checks each step's
+  loss and gradients and skips the update of a step where one is not finite.
+- Several processes (`world`, see distributed.py): DDP wraps the module, each
+  rank trains on its slice of every global batch, losses and metrics are
+  summed over the ranks, events fall on steps every rank knows, and rank 0
+  alone writes.
 """
 
 from __future__ import annotations
@@ -50,10 +59,14 @@ from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.compiler.schedules import SCHEDULES
 
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .distributed import SINGLE, Shards, World, shard_split
+from .distributed import wrap as _wrap
 from .loss import make_loss
 
 MIN_CHECKPOINT_SECONDS = 5.0
 PROGRESS_SECONDS = 0.25
+SYNC_SECONDS = 0.5          # distributed: how often the ranks agree on stopping (and rank 0 redraws its bar)
+NAN_POLICIES = ("stop", "skip")
 
 
 # ---------------------------------------------------------------- set-up helpers
@@ -87,6 +100,11 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
 
 
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """Each rank's own seed for dropout and other random layers (the model's initial weights are shared)."""
+    return (seed * 1_000_003 + 7_919 * (rank + 1) + 104_729 * step) % 2**63
+
+
 def autocast_for(precision: str, device: torch.device):
     """A fresh autocast context for `amp` (float16) or `bf16` on CUDA; a no-op otherwise."""
     if device.type == "cuda" and precision in ("amp", "bf16"):
@@ -105,6 +123,11 @@ def split_on_device(split, device: torch.device):
 def metric_name(call) -> str:
     """A metric's key in records: accuracy, top5, mse, mae."""
     return f"top{call.args['k']}" if call.name == "top_k" else call.name
+
+
+class _NoStop:
+    """What a distributed rank's loop watches instead of its signals: those are agreed at events."""
+    signum = None
 
 
 class StopRequest:
@@ -139,12 +162,16 @@ class StopRequest:
 
 @torch.no_grad()
 def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: torch.device,
-             precision: str = "fp32") -> dict[str, float]:
+             precision: str = "fp32", world: World = SINGLE) -> dict[str, float]:
     """Loss and metrics over a whole split, exact: sums over batches divided by the sample count.
 
-    The split's loss is the sample-weighted mean of its batch losses.
+    The split's loss is the sample-weighted mean of its batch losses. With several
+    ranks, each evaluates its share of the split and the sums are added up.
     """
     from .data import batches
+    count = split.n
+    if world.size > 1:
+        split = shard_split(split, world)
     was_training = module.training
     module.eval()
     autocast = autocast_for(precision, device)
@@ -152,7 +179,7 @@ def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: to
     total = torch.zeros((), dtype=torch.float64, device=device)
     sums = [torch.zeros((), dtype=torch.float64, device=device) for _ in metrics]
     try:
-        for inputs, targets in batches(split, size, False, None):
+        for inputs, targets in (batches(split, size, False, None) if split.n else ()):
             n = inputs[0].shape[0]
             with autocast():
                 output = module(*inputs)
@@ -166,7 +193,10 @@ def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: to
                     sums[k] += METRICS[m.name].batch_sum(out, targets[0], m.args).double()
     finally:
         module.train(was_training)
-    values = torch.stack([total] + sums).div_(split.n).tolist()
+    if world.size > 1:
+        values = [v / count for v in world.sum(torch.stack([total] + sums).tolist())]
+    else:
+        values = torch.stack([total] + sums).div_(count).tolist()
     out = {"loss": values[0]}
     out.update({metric_name(m): v for m, v in zip(metrics, values[1:])})
     return out
@@ -179,19 +209,27 @@ class Trainer:
     """Trains one configuration; `run()` returns the result for summary.json."""
 
     def __init__(self, checked: CheckedSpec, data, run_path: Path, *, spec_hash: str, device: torch.device,
-                 progress, resume: dict | None = None, stop: StopRequest | None = None, log_events=None):
+                 progress, resume: dict | None = None, stop: StopRequest | None = None, log_events=None,
+                 world: World = SINGLE, nan: str = "stop"):
         tr = checked.train
         self.checked, self.tr, self.run_path, self.spec_hash = checked, tr, Path(run_path), spec_hash
         self.device, self.progress, self.stop = device, progress, stop or StopRequest()
         self.log_events = log_events or (lambda record: None)
+        if nan not in NAN_POLICIES:
+            raise ValueError(f"nan policy must be one of {NAN_POLICIES}, not {nan!r}")
+        self.world, self.nan = world, nan
         self.precision = tr.precision if device.type == "cuda" else "fp32"
         if tr.precision != "fp32" and device.type != "cuda":
             progress.message(f"precision {tr.precision} needs CUDA; training in fp32 on {device}")
 
         seed_everything(tr.seed, tr.deterministic)
         self.module = build_model(checked.model, checked.init).to(device)
+        if world.size > 1:
+            torch.manual_seed(rank_seed(tr.seed, world.rank))
         self.recurrent = [m for m in self.module.modules() if hasattr(m, "reset_state") and hasattr(m, "_state")]
         self.loss_fn = make_loss(checked, self.module)
+        self.shards = Shards(world) if world.size > 1 else None
+        self.train_loss_fn = self.loss_fn if self.shards is None else self._weighted_loss
         self.metrics = tr.metrics
         self.optimizer = OPTIMIZERS[tr.optimizer.name].build(self.module.parameters(), tr.optimizer.args)
 
@@ -242,10 +280,19 @@ class Trainer:
         self.best_state: dict | None = None
         self.best_dirty = False
         self.last_write = -math.inf
+        self.saved_step: int | None = None       # the step of the last checkpoint written (or resumed from)
+        self.checked_step = 0                    # losses up to this step are known to be finite
+        self.diverged: dict | None = None        # where a NaN/inf stopped the run
+        self.skipped = 0                         # steps whose update --nan skip left out
+        self.nan_loss = torch.tensor(float("nan"), device=device)    # what a skipped step records, on every rank
         if resume is not None:
             self._restore(resume)
+            self.saved_step = self.checked_step = self.step
+        # the module that trains: the DDP wrapper with several ranks (it syncs rank 0's weights at creation)
+        self.model = self.module if world.size == 1 else _wrap(self.module, device)
         self.next_event = 0
         self.next_tick = 0
+        self.next_sync = 0
         self.tick_step = self.step
         self.tick_time = self.t0 = time.perf_counter()
 
@@ -280,18 +327,24 @@ class Trainer:
                 self.status = "completed" if self.step >= self.total_steps else self.status
         self.elapsed = time.perf_counter() - self.t0
         self.progress.end()
+        if self.status != "diverged":
+            self._agree(handle_stop=False)        # no loss since the last event escapes the check
+        if self.status == "diverged":
+            self._save_best()
+            return self._result(final={})
         if self.status == "interrupted":
             self._save_last()
             return self._result(final={})
         final = self._final_eval()
         self._save_last()
-        return self._result(final)
+        return self._result(final if self.status != "diverged" else {})
 
     def _epoch(self) -> None:
-        module, optimizer, loss_fn, losses = self.module, self.optimizer, self.loss_fn, self.losses
+        module, optimizer, loss_fn, losses = self.model, self.optimizer, self.train_loss_fn, self.losses
         scaler, autocast, mixed, clip = self.scaler, self.autocast, self.precision != "fp32", self.tr.clip_grad_norm
         step_schedule = self.schedule if self.schedule_unit == "step" else None
-        warmup, stop = self.tr.warmup_steps, self.stop
+        warmup, skip_nan = self.tr.warmup_steps, self.nan == "skip"
+        stop = self.stop if self.world.size == 1 else _NoStop
         if self.batch == 0:
             self._reset_state()
         if not module.training:
@@ -305,14 +358,17 @@ class Trainer:
                 output = module(*inputs)
                 loss = loss_fn(output, inputs, targets)
             optimizer.zero_grad(set_to_none=True)
+            skipped = False
             if scaler is None:
                 loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-                if self.step < warmup:
-                    self._warmup_step()
-                else:
-                    optimizer.step()
+                skipped = skip_nan and self._skip_step(loss)
+                if not skipped:
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+                    if self.step < warmup:
+                        self._warmup_step()
+                    else:
+                        optimizer.step()
             else:
                 scaler.scale(loss).backward()
                 if clip:
@@ -325,7 +381,7 @@ class Trainer:
                 scaler.update()
             if step_schedule is not None:
                 step_schedule.step()
-            losses.append(loss.detach())
+            losses.append(loss.detach() if not skipped else self.nan_loss)
             self.step += 1
             self.batch += 1
             if self.step >= self.next_event or stop.signum is not None:
@@ -335,13 +391,38 @@ class Trainer:
             self._epoch_end()
 
     def _batches(self):
-        """This epoch's batches from the current position (the whole split as is, when one unshuffled batch)."""
+        """This epoch's batches from the current position (the whole split as is, when one unshuffled batch);
+        with several ranks, this rank's slice of each."""
         split = self.train_split
         if self.bpe == 1 and not self.shuffle:
-            return [(split.inputs, split.targets)] if self.batch == 0 else []
+            whole = [(split.inputs, split.targets)] if self.batch == 0 else []
+            return whole if self.shards is None else self.shards(whole)
         from .data import batches
         generator = epoch_generator(self.tr.seed, self.epoch) if self.shuffle else None
-        return batches(split, self.batch_size, self.shuffle, generator, start=self.batch)
+        epoch = batches(split, self.batch_size, self.shuffle, generator, start=self.batch)
+        return epoch if self.shards is None else self.shards(epoch)
+
+    def _weighted_loss(self, output, inputs, targets):
+        """Distributed: this rank's loss weighted by its share of the global batch (see distributed.Shards)."""
+        return self.loss_fn(output, inputs, targets) * self.shards.scale
+
+    def _skip_step(self, loss) -> bool:
+        """--nan skip: True (and the update is left out) when this step's loss or gradients are not finite.
+
+        With several ranks the gradients decide alone: DDP has already averaged them, so every rank
+        sees the same verdict.
+        """
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        finite = torch.isfinite(torch.nn.utils.get_total_norm(grads)) if grads else torch.ones((), dtype=torch.bool)
+        if self.world.size == 1:
+            finite = finite & torch.isfinite(loss.detach())
+        if bool(finite):
+            return False
+        self.skipped += 1
+        if self.skipped == 1 and self.world.main:
+            self.progress.message(f"step {self.step + 1}: the loss or its gradients are NaN or infinite; "
+                                  f"skipping the update (--nan skip)", always=True)
+        return True
 
     def _reset_state(self) -> None:
         for m in self.recurrent:
@@ -361,7 +442,7 @@ class Trainer:
     # ------------------------------------------------------------ events
 
     def _plan(self) -> None:
-        """The next step at which something periodic is due."""
+        """The next step at which something periodic is due (with several ranks: the same step on each)."""
         s = self.step
         due = [self.total_steps]
         periodic = [self.tr.log, self.tr.checkpoint_every] + ([self.tr.evaluate] if self.evaluating else [])
@@ -370,16 +451,64 @@ class Trainer:
                 due.append((s // every + 1) * every)
         if self.tr.log[0] == "steps" and s == 0:
             due.append(1)
-        if self.progress.ticking:
+        if self.world.size > 1:
+            due.append(self.next_sync)
+        elif self.progress.ticking:
             due.append(self.next_tick)
         self.next_event = max(s + 1, min(due))
+
+    def _agree(self, handle_stop: bool = True) -> None:
+        """At an event: stop on a NaN/inf loss (naming its first step) or on a stop request.
+
+        With several ranks this is one all_reduce: a signal on any rank, the earliest bad
+        step on any rank, and rank 0's choice of the next step at which to agree again.
+        """
+        bad = self._first_nonfinite()
+        signum = self.stop.signum
+        if self.world.size > 1:
+            never = 2 ** 62
+            pace = self._pace() if self.world.main else 0
+            agreed = self.world.max([signum or 0, never - bad if bad else 0, pace])
+            signum = agreed[0] or None
+            bad = never - agreed[1] if agreed[1] else None
+            self.next_sync = agreed[2]
+        if bad is not None:
+            self._diverge(bad, "loss")
+        elif signum is not None and handle_stop and self.status == "running":
+            self.stop.signum = signum
+            self.status = "interrupted"
+            self.progress.message(f"{signal.Signals(signum).name}: saving a checkpoint at step {self.step}")
+
+    def _first_nonfinite(self) -> int | None:
+        """With --nan stop: the first step since the last check whose loss is NaN or infinite."""
+        new = self.step - self.checked_step
+        self.checked_step = self.step
+        if new <= 0 or self.nan != "stop" or not self.losses:
+            return None
+        window = self.losses[-new:]
+        finite = torch.isfinite(torch.stack(window))
+        if bool(finite.all()):
+            return None
+        return self.step - len(window) + 1 + int((~finite).nonzero()[0, 0])
+
+    def _diverge(self, step: int, what: str) -> None:
+        self.status = "diverged"
+        self.diverged = {"step": step, "epoch": (step - 1) // self.bpe + 1, "what": what}
+
+    def _pace(self) -> int:
+        """Rank 0, distributed: redraw the bar, and pick the step of the next agreement (~SYNC_SECONDS away)."""
+        now = time.perf_counter()
+        rate = (self.step - self.tick_step) / max(now - self.tick_time, 1e-6)
+        self.tick_step, self.tick_time = self.step, now
+        if self.progress.ticking:
+            self.progress.advance(self.step, self.epoch)
+        return self.step + max(1, int(rate * SYNC_SECONDS))
 
     def _step_events(self) -> bool:
         """Periodic work after a step; True ends the epoch (stop requested or the run is complete)."""
         s = self.step
-        if self.stop.signum is not None:
-            self.status = "interrupted"
-            self.progress.message(f"{signal.Signals(self.stop.signum).name}: saving a checkpoint at step {s}")
+        self._agree()
+        if self.status != "running":
             return True
         unit, every = self.tr.log
         if unit == "steps" and (s % every == 0 or s == 1):
@@ -392,7 +521,9 @@ class Trainer:
         unit, every = self.tr.checkpoint_every
         if unit == "steps" and s % every == 0:
             self._periodic_save()
-        if self.progress.ticking and s >= self.next_tick:
+            if self.status != "running":
+                return True
+        if self.world.size == 1 and self.progress.ticking and s >= self.next_tick:
             self._tick()
         self._plan()
         return s >= self.total_steps and self.batch < self.bpe
@@ -404,26 +535,53 @@ class Trainer:
         if self.schedule_unit == "epoch":
             self.schedule.step()
         every = self.every_epochs
-        if every["log"] and (e % every["log"] == 0 or e == 1 or e == self.total_epochs):
+        log = every["log"] and (e % every["log"] == 0 or e == 1 or e == self.total_epochs)
+        evaluate = every["evaluate"] and self.evaluating and (e % every["evaluate"] == 0 or self.step >= self.total_steps)
+        save = every["checkpoint"] and e % every["checkpoint"] == 0
+        if log or evaluate:                       # (a save checks for itself, see _save_last)
+            self._agree(handle_stop=False)        # signals wait for the next step event
+            if self.status == "diverged":
+                return
+            if self.world.size > 1:
+                self._plan()
+        if log:
             self._log()
-        if every["evaluate"] and self.evaluating and (e % every["evaluate"] == 0 or self.step >= self.total_steps):
+        if evaluate:
             self._evaluate()
         if self.status != "running" or e >= self.total_epochs or self.step >= self.total_steps:
             self.epoch_loss = self._epoch_mean()          # the run ends here: keep its last epoch's loss
         self._mark("epoch")
-        if every["checkpoint"] and e % every["checkpoint"] == 0:
+        if save:
             self._periodic_save()
+            if self.world.size > 1:
+                self._plan()
 
     def _epoch_mean(self) -> float | None:
         """The current epoch's train loss so far: its batch losses weighted by batch size."""
         window = self.losses[self.marks["epoch"]:]
         if not window:
             return None
+        sizes = [min(self.batch_size, self.train_split.n - i * self.batch_size) for i in range(len(window))]
+        if self.world.size > 1 or self.nan == "skip":
+            return self._mean(window, sizes)
         if len(window) == 1:
             return float(window[0])
-        sizes = [min(self.batch_size, self.train_split.n - i * self.batch_size) for i in range(len(window))]
         weights = torch.tensor(sizes, dtype=torch.float32, device=window[0].device)
         return float(torch.dot(torch.stack(window).float(), weights) / sum(sizes))
+
+    def _mean(self, window: list[torch.Tensor], sizes: list[int] | None = None) -> float | None:
+        """A (size-weighted) mean of batch losses, summed over the ranks, leaving out non-finite ones
+        (steps that --nan skip left out). Each rank's losses are its weighted share, see Shards."""
+        values = torch.stack(window).float()
+        weights = (torch.tensor(sizes, dtype=torch.float32, device=values.device) if sizes is not None
+                   else torch.ones_like(values))
+        if self.nan == "skip":
+            weights = weights * torch.isfinite(values)
+            values = torch.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        total, weight = float(torch.dot(values, weights)), float(weights.sum())
+        if self.world.size > 1:
+            total = self.world.sum([total])[0] / self.world.size
+        return total / weight if weight else None
 
     def _mark(self, name: str) -> None:
         """Start a new loss window; drop losses that no window needs any more."""
@@ -436,6 +594,8 @@ class Trainer:
 
     def _window_mean(self, name: str) -> float | None:
         window = self.losses[self.marks[name]:]
+        if window and (self.world.size > 1 or self.nan == "skip"):
+            return self._mean(window)
         return float(torch.stack(window).float().mean()) if window else None
 
     def _record(self, kind: str, values: dict) -> None:
@@ -459,7 +619,7 @@ class Trainer:
         for prefix, split in (("val", self.val_split), ("test", self.test_split)):
             if split is not None:
                 result = evaluate(self.module, split, self.loss_fn, self.metrics, self.checked.data.batch,
-                                  self.device, self.precision)
+                                  self.device, self.precision, self.world)
                 values.update({f"{prefix}_{k}": v for k, v in result.items()})
         self.last_eval = {"step": self.step, **values}
         self._record("eval", values)
@@ -475,10 +635,14 @@ class Trainer:
     def _consider_best(self, value: float | None) -> None:
         if value is None or not math.isfinite(value) or (self.best is not None and value >= self.best):
             return
+        state = self.module.state_dict()
+        if not _all_finite(state.values()):      # a finite loss measured before an update that broke the weights
+            return
         self.best = value
         self.best_at = {"epoch": self.epoch if self.batch == 0 else self.epoch + 1, "step": self.step}
-        self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        self.best_dirty = True
+        if self.world.main:                      # only rank 0 writes best.pt
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+            self.best_dirty = True
 
     def _early_stopping(self, value: float | None) -> None:
         es = self.tr.early_stopping
@@ -519,7 +683,7 @@ class Trainer:
         for prefix, split in (("val", self.val_split), ("test", self.test_split)):
             if split is not None:
                 result = evaluate(self.module, split, self.loss_fn, self.metrics, self.checked.data.batch,
-                                  self.device, self.precision)
+                                  self.device, self.precision, self.world)
                 metrics.update({f"{prefix}_{k}": v for k, v in result.items()})
         if self.val_split is not None:
             self._consider_best(metrics["val_loss"])
@@ -541,29 +705,61 @@ class Trainer:
             "params": params,
             "checkpoint": str(self.run_path / "checkpoints" / ("best.pt" if self.best is not None else "last.pt")),
             "signal": self.stop.signum,
+            "world_size": self.world.size,
+            "diverged": self.diverged,
+            "saved_step": self.saved_step,
+            **({"skipped_steps": self.skipped} if self.nan == "skip" else {}),
         }
 
     # ------------------------------------------------------------ checkpoints
 
     def _periodic_save(self) -> None:
-        if time.perf_counter() - self.last_write >= MIN_CHECKPOINT_SECONDS:
+        due = time.perf_counter() - self.last_write >= MIN_CHECKPOINT_SECONDS
+        if self.world.size > 1:
+            due = self.world.decide(due)             # rank 0's clock
+        if due:
             self._save_last()
 
     def _save_last(self) -> None:
-        folder = self.run_path / "checkpoints"
-        if self.best_dirty and self.best_state is not None:
-            save_checkpoint(folder / "best.pt", {"spec_hash": self.spec_hash, "model": self.best_state,
-                                                 "epoch": self.best_at["epoch"], "step": self.best_at["step"],
-                                                 "value": self.best})
-            self.best_dirty = False
-        save_checkpoint(folder / "last.pt", self.state())
+        """last.pt (and best.pt when it changed), unless a loss since the last check or the weights are
+        not finite: then the run has diverged and the checkpoint on disk stays the last good one."""
+        self._agree(handle_stop=False)
+        if self.status == "diverged":
+            return
+        if not _all_finite(self.module.parameters()):      # the same weights on every rank
+            self._diverge(self.step, "weights")
+            return
+        ranks = self.world.gather(self._rank_state()) if self.world.size > 1 else None
+        if self.world.main:
+            self._save_best()
+            state = self.state()
+            if ranks is not None:
+                state["ranks"] = ranks
+            save_checkpoint(self.run_path / "checkpoints" / "last.pt", state)
         self.last_write = time.perf_counter()
+        self.saved_step = self.step
+
+    def _save_best(self) -> None:
+        if self.world.main and self.best_dirty and self.best_state is not None:
+            save_checkpoint(self.run_path / "checkpoints" / "best.pt", {
+                "spec_hash": self.spec_hash, "model": self.best_state, "epoch": self.best_at["epoch"],
+                "step": self.best_at["step"], "value": self.best})
+            self.best_dirty = False
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: RNG states, carried RNN state, and the recorded loss shares."""
+        return {"rng": rng_state(), "carried": [_carried(m) for m in self.recurrent],
+                "losses": torch.stack(self.losses).cpu() if self.losses else None}
 
     def state(self) -> dict:
-        """Everything needed to continue exactly where the loop is now (tensors and plain values only)."""
+        """Everything needed to continue exactly where the loop is now (tensors and plain values only).
+
+        A distributed run adds `ranks`, each rank's RNG and carried state (rank 0's are also the top-level ones).
+        """
         carried = [_carried(m) for m in self.recurrent]
         return {
             "spec_hash": self.spec_hash,
+            "world_size": self.world.size,
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -592,16 +788,31 @@ class Trainer:
             raise UserError(f"the checkpoint does not fit this model ({str(err).splitlines()[0][:300]})") from None
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
         loop = state["loop"]
-        losses = loop["losses"]
+        ranks = state.get("ranks")
+        same_world = bool(ranks) and len(ranks) == self.world.size and self.world.size > 1
+        losses = ranks[self.world.rank]["losses"] if same_world else loop["losses"]
         self.losses = list(losses.to(self.device).unbind(0)) if losses is not None else []
         self.marks = dict(loop["marks"])
         self.best, self.best_at = loop["best"], dict(loop["best_at"])
         self.bad_evals, self.es_best = loop["bad_evals"], loop["es_best"]
         self.events, self.elapsed = loop["events"], loop["elapsed"]
         self.epoch_loss, self.last_eval = loop["epoch_loss"], loop["last_eval"]
-        for m, carried in zip(self.recurrent, state.get("carried") or []):
+        mine = {"rng": state["rng"], "carried": state.get("carried")}
+        if same_world:
+            mine = ranks[self.world.rank]
+        elif self.world.size > 1 or ranks:     # another number of ranks wrote it: carried state starts afresh
+            mine = {"rng": state["rng"], "carried": None}
+        for m, carried in zip(self.recurrent, mine["carried"] or []):
             m._state = _to_device(carried, self.device)
-        set_rng_state(state["rng"])
+        set_rng_state(mine["rng"])
+        if self.world.size > 1 and not same_world:
+            torch.manual_seed(rank_seed(self.tr.seed, self.world.rank, self.step))
+
+
+def _all_finite(tensors) -> bool:
+    """No NaN or infinity in any floating-point tensor (one device sync)."""
+    flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def _carried(m):
@@ -618,9 +829,11 @@ def _to_device(s, device):
 
 
 def fit(checked: CheckedSpec, data, run_path: Path, *, spec_hash: str, device: torch.device, progress,
-        resume: dict | None = None, stop: StopRequest | None = None, log_events=None) -> dict:
+        resume: dict | None = None, stop: StopRequest | None = None, log_events=None,
+        world: World = SINGLE, nan: str = "stop") -> dict:
     """Train one configuration into `run_path` (from a loaded checkpoint `resume`, if given);
-    returns the run's result: status, epochs, steps, metrics, params, best, checkpoint, ..."""
+    returns the run's result: status (completed, stopped early, interrupted or diverged), epochs,
+    steps, metrics, params, best, checkpoint, ..."""
     trainer = Trainer(checked, data, run_path, spec_hash=spec_hash, device=device, progress=progress,
-                      resume=resume, stop=stop, log_events=log_events)
+                      resume=resume, stop=stop, log_events=log_events, world=world, nan=nan)
     return trainer.run()
