@@ -32,7 +32,6 @@ DATA_KEYS = ("source", "inputs", "targets", "batch", "shuffle", "validation", "t
 TRAIN_KEYS = ("model", "loss", "optimizer", "schedule", "warmup_steps", "epochs", "steps", "metrics", "evaluate",
               "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint")
 EXPORT_KEYS = ("format", "opset", "file", "auto")
-MAX_PARAMS = 2_000_000_000
 
 
 class _Bail(Exception):
