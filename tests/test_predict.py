@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_inference import IMAGE_SPEC, TEXT_FACTS, TEXT_SPEC, TWO_OUTPUT_SPEC, VOCAB, export_spec
+from onnx_models import IMAGE_SPEC, TEXT_FACTS, TEXT_SPEC, TWO_OUTPUT_SPEC, VOCAB, export_spec
 
 from dslc.cli import main
 

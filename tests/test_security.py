@@ -130,7 +130,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(trained, t
 
 
 def test_a_pickled_numpy_input_is_refused(tmp_path, capsys):
-    from test_inference import export_spec
+    from onnx_models import export_spec
     model = export_spec(LINE_SPEC.replace('csv("data.csv")', "table(x=[0.1, 0.2], y=[0.2, 0.4])"), tmp_path, "line")[0]
     marker = tmp_path / "payload-ran"
     np.save(tmp_path / "evil.npy", np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
