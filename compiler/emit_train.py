@@ -343,7 +343,7 @@ class SourceWriter:
         writer = NumpyExpr(self.lets, ranks, n, READER_LOCALS)
         for name, expr in source.args["columns"].items():
             text = writer(expr)[0]
-            if not _makes_rows(expr) and not set(_names(expr)) & set(ranks):     # a number: one per row
+            if not _makes_rows(expr) and not set(ast.names_in(expr)) & set(ranks):     # a number: one per row
                 text = f"np.full({n}, {text})"
             lines.append(f"{local(name, READER_LOCALS)} = {text}")
             ranks[name] = 0
@@ -414,7 +414,7 @@ class SourceWriter:
             d = self.checked.data
             exprs = (d.inputs or [ast.Var(name=c) for c in d.input_names]) + \
                 (d.targets or [ast.Var(name=c) for c in d.target_names])
-            columns = list(dict.fromkeys(n for e in exprs for n in _names(e) if n not in self.lets))
+            columns = list(dict.fromkeys(n for e in exprs for n in ast.names_in(e) if n not in self.lets))
         wanted = py(list(columns))
         self.code.add(f"return {{name: np.array([float(row[header.index(name)]) for row in rows]) "
                       f"for name in {wanted}}}", depth=1)
@@ -605,7 +605,7 @@ class TrainWriter:
         out_exprs = d.targets if d.targets is not None else [ast.Var(name=c) for c in d.target_names]
         names = set()
         for e in list(in_exprs) + list(out_exprs):
-            names |= set(_names(e))
+            names |= set(ast.names_in(e))
         if not columns:              # csv without a column list: names come from the header
             ranks = {n: 0 for n in names}
         writer = NumpyExpr(self.checked.lets, ranks, reserved=ARRAY_LOCALS)
@@ -1012,18 +1012,6 @@ def when(code: Code, condition: str | None, depth: int) -> int:
         return depth
     code.add(f"if {condition}:", depth=depth)
     return depth + 1
-
-
-def _names(e) -> list[str]:
-    if isinstance(e, ast.Var):
-        return [e.name]
-    if isinstance(e, ast.BinOp):
-        return _names(e.left) + _names(e.right)
-    if isinstance(e, ast.Neg):
-        return _names(e.operand)
-    if isinstance(e, ast.Call):
-        return [n for a in e.args for n in _names(a.value)]
-    return []
 
 
 def _reshape(source: TensorShape | None, target: TensorShape) -> str:

@@ -278,6 +278,35 @@ class Spec(Node):
         return [v for i in self.items if isinstance(i, Variants) for v in i.variants]
 
 
+def names_in(expr, functions: bool = False) -> list[str]:
+    """The variable names an expression reads, once each in order of appearance; with `functions`,
+    the names of called functions too."""
+    out: list[str] = []
+
+    def walk(e) -> None:
+        if isinstance(e, Var):
+            if e.name not in out:
+                out.append(e.name)
+        elif isinstance(e, BinOp):
+            walk(e.left)
+            walk(e.right)
+        elif isinstance(e, Neg):
+            walk(e.operand)
+        elif isinstance(e, Call):
+            if functions:
+                walk(e.func)
+            for a in e.args:
+                walk(a.value)
+        elif isinstance(e, (Index, Attr)):
+            walk(e.value)
+        elif isinstance(e, ListExpr):
+            for i in e.items:
+                walk(i)
+
+    walk(expr)
+    return out
+
+
 for _cls in (Attr, Argument, Call, Index, BinOp, Neg, ListExpr, EachStage, Param, Binding,
              Return, Model, Let, Setting, Block, Variants, Spec, BlockDef):
     _cls.model_rebuild()

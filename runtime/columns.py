@@ -42,26 +42,6 @@ def evaluate_column(expr: ast.Expr, columns: dict[str, np.ndarray], lets: dict |
     return value
 
 
-def names_in(expr: ast.Expr) -> list[str]:
-    """Names a data expression reads (columns or variables), in order of appearance, without functions."""
-    out: list[str] = []
-
-    def walk(e):
-        if isinstance(e, ast.Var):
-            if e.name not in out:
-                out.append(e.name)
-        elif isinstance(e, ast.BinOp):
-            walk(e.left)
-            walk(e.right)
-        elif isinstance(e, ast.Neg):
-            walk(e.operand)
-        elif isinstance(e, ast.Call):
-            for a in e.args:
-                walk(a.value)
-    walk(expr)
-    return out
-
-
 def inline_lets(expr: ast.Expr, lets: dict) -> ast.Expr:
     """The expression with `let` numbers written in place, so it can be evaluated without the spec."""
     if isinstance(expr, ast.Var):

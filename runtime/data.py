@@ -27,7 +27,7 @@ from dslc.compiler.shapes import DTYPES
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import did_you_mean
 
-from .columns import evaluate_column, names_in
+from .columns import evaluate_column
 from .loaders import LoadContext, SourceData
 from .preprocessing import fit_shape, preprocessing_for
 
@@ -189,7 +189,7 @@ def _arrays(columns: dict, src: SourceData, data, model, lets: dict, facts: dict
 
 
 def _column(expr, label: str, columns: dict, src: SourceData, lets: dict, n: int, what: str) -> np.ndarray:
-    for name in names_in(expr):
+    for name in ast.names_in(expr):
         if name in columns or name in lets:
             continue
         if name in src.bad_columns:

@@ -17,9 +17,10 @@ import numpy as np
 
 from dslc.cli import UserError
 from dslc.compiler.shapes import DTYPES
+from dslc.dsl.ast import names_in
 
 from . import text as text_lib
-from .columns import evaluate_column, inline_lets, names_in
+from .columns import evaluate_column, inline_lets
 
 
 class InputError(UserError, ValueError):
@@ -74,7 +75,7 @@ def _task(checked, facts: dict) -> str:
     if loss is not None and loss.builtin is not None:
         return "classification" if LOSSES[loss.builtin.name].target == "class" else "regression"
     if loss is not None and loss.expr is not None:
-        names = set(_all_names(loss.expr))
+        names = set(names_in(loss.expr, functions=True))
         if names & set(model.inputs) and not names & set(data.target_names + ["target"]):
             return "reconstruction"
         if any(n in LOSSES and LOSSES[n].target == "class" for n in names):
@@ -84,24 +85,6 @@ def _task(checked, facts: dict) -> str:
     if len(model.output_shapes) == 1 and model.output_shapes[0].rank == 1 and len(targets) == 1 and targets[0].is_int:
         return "classification"
     return "regression"
-
-
-def _all_names(e) -> list[str]:
-    """Every name in an expression, function names included (Index and Attr too, unlike data expressions)."""
-    from dslc.dsl import ast
-    if isinstance(e, ast.Var):
-        return [e.name]
-    if isinstance(e, ast.BinOp):
-        return _all_names(e.left) + _all_names(e.right)
-    if isinstance(e, ast.Neg):
-        return _all_names(e.operand)
-    if isinstance(e, ast.Call):
-        return _all_names(e.func) + [n for a in e.args for n in _all_names(a.value)]
-    if isinstance(e, (ast.Index, ast.Attr)):
-        return _all_names(e.value)
-    if isinstance(e, ast.ListExpr):
-        return [n for i in e.items for n in _all_names(i)]
-    return []
 
 
 # ---------------------------------------------------------------- shapes
