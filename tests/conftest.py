@@ -1,8 +1,9 @@
-"""Shared test set-up: one thread (two cores, often shared), paths to specs and samples."""
+"""Shared test set-up: one thread (two cores, often shared), paths to specs and samples, exported specs."""
 
 import os
-import sys
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DSLC_NO_PLOTS", "1")      # `dslc train` in tests skips its plots; tests/test_plots.py draws them
@@ -18,3 +19,25 @@ def pytest_configure(config):
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """name -> (checked, module, path): each spec exported once per test session (seed 0 weights, sampled inputs)."""
+    import torch
+
+    from dslc.cli import load
+    from dslc.compiler.build import build_model
+    from dslc.runtime.export import export_module
+
+    folder = tmp_path_factory.mktemp("exported")
+    done = {}
+
+    def get(name):
+        if name not in done:
+            checked = load(str(SPECS / f"{name}.dlspec"))
+            torch.manual_seed(0)
+            module = build_model(checked.model, checked.init)
+            done[name] = checked, module, export_module(module, checked, None, folder / f"{name}.onnx")
+        return done[name]
+    return get

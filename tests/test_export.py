@@ -35,20 +35,6 @@ def samples_for(checked):
     return None
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """name -> (checked, module, path): each spec exported once (random weights, sampled inputs) for this file."""
-    folder = tmp_path_factory.mktemp("exported")
-    done = {}
-
-    def get(name):
-        if name not in done:
-            checked, module = built(name)
-            done[name] = checked, module, export_module(module, checked, None, folder / f"{name}.onnx")
-        return done[name]
-    return get
-
-
 def graph_dims(path, which="input"):
     model = onnx.load(str(path))
     values = model.graph.input if which == "input" else model.graph.output

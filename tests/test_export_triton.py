@@ -4,12 +4,8 @@ import re
 
 import onnx
 import pytest
-import torch
 
-from conftest import SPECS
-from dslc.cli import UserError, load
-from dslc.compiler.build import build_model
-from dslc.runtime.export import export_module
+from dslc.cli import UserError
 from dslc.runtime.triton import write_triton_model
 
 _TOKEN = re.compile(r'\s*(?:#[^\n]*\n?|("(?:[^"\\]|\\.)*")|(-?\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|([{}\[\]:,]))')
@@ -79,24 +75,8 @@ def parse_pbtxt(text: str) -> dict:
     return message(("end", None))
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """name -> path of the spec exported once (random weights) for this file."""
-    folder = tmp_path_factory.mktemp("exported")
-    done = {}
-
-    def get(name):
-        if name not in done:
-            checked = load(str(SPECS / f"{name}.dlspec"))
-            torch.manual_seed(0)
-            module = build_model(checked.model, checked.init)
-            done[name] = export_module(module, checked, None, folder / f"{name}.onnx")
-        return done[name]
-    return get
-
-
 def test_cnn_entry_names_types_and_dims(exported, tmp_path):
-    path = exported("cnn_mnist")
+    path = exported("cnn_mnist")[2]
     folder = write_triton_model(path, tmp_path / "repo", max_batch_size=32)
     assert folder == tmp_path / "repo" / "cnn_mnist"
     assert (folder / "1" / "model.onnx").read_bytes() == path.read_bytes()
@@ -111,25 +91,25 @@ def test_cnn_entry_names_types_and_dims(exported, tmp_path):
 
 def test_sequences_integers_scalars_and_two_outputs(exported, tmp_path):
     repo = tmp_path / "repo"
-    gru = parse_pbtxt((write_triton_model(exported("gru_text"), repo) / "config.pbtxt").read_text())
+    gru = parse_pbtxt((write_triton_model(exported("gru_text")[2], repo) / "config.pbtxt").read_text())
     assert gru["input"] == [{"name": "tokens", "data_type": "TYPE_INT64", "dims": [-1]}]     # any length
     assert gru["max_batch_size"] == 64
 
-    rnn = parse_pbtxt((write_triton_model(exported("rnn_sin_cos"), repo) / "config.pbtxt").read_text())
+    rnn = parse_pbtxt((write_triton_model(exported("rnn_sin_cos")[2], repo) / "config.pbtxt").read_text())
     assert rnn["input"][0]["dims"] == [-1, 1] and rnn["output"][0]["dims"] == [-1, 1]
 
-    thermo = parse_pbtxt((write_triton_model(exported("thermometer"), repo) / "config.pbtxt").read_text())
+    thermo = parse_pbtxt((write_triton_model(exported("thermometer")[2], repo) / "config.pbtxt").read_text())
     # one number per sample: Triton needs non-empty dims, so [1] reshaped to the model's []
     assert thermo["input"] == [{"name": "t_u", "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}}]
     assert thermo["output"][0]["reshape"] == {"shape": []}
 
-    auto = parse_pbtxt((write_triton_model(exported("autoencoder_mnist"), repo) / "config.pbtxt").read_text())
+    auto = parse_pbtxt((write_triton_model(exported("autoencoder_mnist")[2], repo) / "config.pbtxt").read_text())
     assert [(o["name"], o["dims"]) for o in auto["output"]] == [("code", [3]), ("decoder", [784])]
     assert sorted(p.name for p in repo.iterdir()) == ["autoencoder_mnist", "gru_text", "rnn_sin_cos", "thermometer"]
 
 
 def test_a_fixed_batch_file_is_refused(exported, tmp_path):
-    path = exported("thermometer")
+    path = exported("thermometer")[2]
     model = onnx.load(str(path))
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
     fixed = tmp_path / "fixed.onnx"
