@@ -180,9 +180,7 @@ def _classified(cfg, limit: int | None = None):
     """
     if "classified" not in cfg.cache:
         data = cfg.data()
-        name, split = cfg.held_out(data)
-        if split is None:
-            name, split = "train", data.train
+        name, split = cfg.held_out_or_train(data)
         (scores,), hidden = outputs_of(cfg.module(), split.inputs, hook_path=cfg.facts.final_layer)
         cfg.cache["classified"] = (name, split, scores, hidden)
     name, split, scores, hidden = cfg.cache["classified"]
@@ -306,9 +304,7 @@ def draw_sequence(fig, configs) -> None:
     """Input, target and prediction over time: windows joined in order, so state carries across them."""
     cfg = configs[0]
     data = cfg.data()
-    name, split = cfg.held_out(data)
-    if split is None:
-        name, split = "train", data.train
+    name, split = cfg.held_out_or_train(data)
     x, y = split.inputs[0], split.targets[0]
     n, steps = int(x.shape[0]), int(x.shape[1])
     joined = x.reshape(1, n * steps, *x.shape[2:])
@@ -340,9 +336,7 @@ def draw_reconstructions(fig, configs) -> None:
     """Held-out originals (top row of each pair) above their reconstructions."""
     cfg = configs[0]
     data = cfg.data()
-    name, split = cfg.held_out(data)
-    if split is None:
-        name, split = "train", data.train
+    name, split = cfg.held_out_or_train(data)
     inputs, _ = _subset(split, RECON_COLUMNS)
     outs, _ = outputs_of(cfg.module(), inputs)
     shape = cfg.facts.image_shape
@@ -364,9 +358,7 @@ def draw_code_space(fig, configs) -> None:
     """The code of held-out samples: a 3-D scatter for three numbers, 2-D for two, else its PCA; by label."""
     cfg = configs[0]
     data = cfg.data()
-    name, split = cfg.held_out(data)
-    if split is None:
-        name, split = "train", data.train
+    name, split = cfg.held_out_or_train(data)
     inputs, targets = _subset(split, MAX_POINTS)
     outs, _ = outputs_of(cfg.module(), inputs)
     code = outs[cfg.facts.code].reshape(len(inputs[0]), -1).astype(np.float64)

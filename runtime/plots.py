@@ -131,6 +131,12 @@ class Config:
             return "validation", data.validation
         return None, None
 
+    @staticmethod
+    def held_out_or_train(data):
+        """The held-out split as held_out gives it, else ("train", the training split)."""
+        name, split = Config.held_out(data)
+        return (name, split) if split is not None else ("train", data.train)
+
 
 def configurations(run_dir: Path, context: RunContext) -> list[Config]:
     summary = context.summary
