@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from dslc.dsl import ast
-from dslc.dsl.diagnostics import Diagnostic, Report, SpecError, Source, did_you_mean
+from dslc.errors import SpecError
+from dslc.dsl.diagnostics import Diagnostic, Report, Source, did_you_mean
 from dslc.dsl.format import format_expr
-from dslc.dsl.parse import parse, relocate
+from dslc.dsl.parse import parse, read_spec, relocate
 
 from .data_sources import DATA_FUNCTIONS, DATA_SOURCES
 from .functions import FUNCTIONS
@@ -185,6 +186,12 @@ class SpecChecker:
                 self.report.error(f"variant '{v.name}' is defined twice", v.span,
                                   f"the first is at line {vfirst[v.name].line}")
             vfirst.setdefault(v.name, v.span)
+            keys: dict[str, ast.Span] = {}
+            for setting in v.settings:
+                if setting.key in keys:
+                    self.report.error(f"'{setting.key}' is set twice in variant '{v.name}'", setting.span,
+                                      f"the first is at column {keys[setting.key].column}; keep one")
+                keys.setdefault(setting.key, setting.span)
 
     def settings(self, block: ast.Block, allowed) -> dict[str, ast.Setting]:
         out: dict[str, ast.Setting] = {}
@@ -855,3 +862,9 @@ def check_all(spec: ast.Spec, source: Source, overrides=()) -> list[CheckedSpec]
     if errors:
         raise SpecError(errors)
     return results
+
+
+def check_file(path: str, overrides=(), variant: str | None = None) -> CheckedSpec:
+    """Parse and check one spec file with `--set` style overrides ("NAME=VALUE"); raises SpecError."""
+    spec, source = read_spec(path)
+    return check(spec, source, [parse_override(o) for o in overrides], variant)
