@@ -37,7 +37,7 @@ demo: setup
 	$(VENV)/bin/dslc show specs/lstm_mnist.dlspec
 	$(VENV)/bin/dslc train specs/lstm_mnist.dlspec --epochs 5 --out runs/demo --force
 	$(VENV)/bin/dslc export runs/demo --out runs/demo/lstm_mnist.onnx
-	$(VENV)/bin/dslc predict runs/demo/lstm_mnist.onnx runtime/samples/digit7.png
+	$(VENV)/bin/dslc predict runs/demo/lstm_mnist.onnx runtime/data/samples/digit7.png
 
 bench: setup
 	$(PY) bench/compile.py

@@ -41,18 +41,19 @@ TARGETS = {1: 2.0, 256: 1.0}             # batch -> minimum speedup of ort over 
 
 def build(name: str, folder: Path):
     """The spec's module (seeded), real test inputs and the exported, verified file."""
-    from dslc.cli import UserError, load
+    from dslc.errors import UserError
+    from dslc.compiler.check import check_file as load
     from dslc.compiler.build import build_model
-    from dslc.runtime.export import export_module
+    from dslc.runtime.export.onnx_export import export_module
     checked = load(str(ROOT / "specs" / f"{name}.dlspec"))
     torch.manual_seed(0)
     module = build_model(checked.model, checked.init).eval()
     try:
-        from dslc.runtime.data import load_data
+        from dslc.runtime.data.dataset import load_data
         inputs = load_data(checked, download=False).test.inputs
         where = "real test digits"
     except UserError as err:
-        from dslc.runtime.onnx_verify import sampled_inputs
+        from dslc.runtime.export.onnx_verify import sampled_inputs
         inputs = sampled_inputs(checked.model, n=256)
         where = f"sampled inputs ({err})"
     path = export_module(module, checked, [x[:64] for x in inputs], folder / f"{name}.onnx")

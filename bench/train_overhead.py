@@ -36,8 +36,8 @@ MODELS = {"cnn_mnist": (1, 1), "lstm_mnist": (1, 1), "thermometer": (200, 6)}  #
 
 
 def setup(name: str, data_root: str | None):
-    from dslc.runtime.data import load_data
-    from dslc.runtime.run_dir import check_configuration, read_spec_text
+    from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.training.run_dir import check_configuration, read_spec_text
     path = ROOT / "specs" / f"{name}.dlspec"
     spec, source = read_spec_text(path.read_text(), str(path))
     variant = spec.variants[0].name if spec.variants else None
@@ -57,7 +57,7 @@ class Quiet:
 
 
 def dslc_runner(checked, data, folder):
-    from dslc.runtime.train import Trainer
+    from dslc.runtime.training.loop import Trainer
     trainer = Trainer(checked, data, Path(folder), spec_hash="bench", device=torch.device("cpu"), progress=Quiet())
     trainer.total_steps = trainer.total_epochs = 10**9         # never "the end"
     trainer.evaluating = False                                 # time training only, as the hand loop does
@@ -69,7 +69,7 @@ def hand_runner(checked, data):
     """The loop a person writes: same module kind and seed, same optimizer, same batches."""
     from dslc.compiler.build import build_model
     from dslc.compiler.optimizers import OPTIMIZERS
-    from dslc.runtime.train import seed_everything
+    from dslc.runtime.training.loop import seed_everything
     seed_everything(checked.train.seed)
     model = build_model(checked.model, checked.init)
     opt = OPTIMIZERS[checked.train.optimizer.name].build(model.parameters(), checked.train.optimizer.args)

@@ -277,7 +277,7 @@ def _data_paths(checked: CheckedSpec, source: SourceIR) -> tuple[str, str] | Non
         path = Path(source.args["path"]).expanduser()
         path = path if path.is_absolute() else (spec_dir / path).resolve()
         if source.name == "text_csv" and not path.exists():
-            bundled = Path(__file__).resolve().parents[1] / "runtime" / "samples" / "rt_polarity" / path.name
+            bundled = Path(__file__).resolve().parents[1] / "runtime" / "data" / "samples" / "rt_polarity" / path.name
             if bundled.exists():          # where dslc falls back to, as it does
                 path = bundled
         return "path", str(path)

@@ -282,7 +282,7 @@ def draw_graph(graph: Graph, target, fmt: str | None = None) -> None:
 
 def write_graph(checked: CheckedSpec, path: str | Path, model_name: str | None = None) -> Path:
     """Draw the model (the trained one, or `model_name`) to `path`; the format follows the extension."""
-    from dslc.cli import UserError
+    from dslc.errors import UserError
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise UserError(f"cannot draw to {path}: the diagram's file name must end in {', '.join(FORMATS)}")

@@ -12,7 +12,8 @@ def _count(module) -> int:
 def model_table(checked: CheckedSpec, model_name: str | None = None) -> str:
     from .build import build_model
     if model_name and model_name not in checked.models:
-        from dslc.dsl.diagnostics import Diagnostic, SpecError, did_you_mean
+        from dslc.errors import SpecError
+        from dslc.dsl.diagnostics import Diagnostic, did_you_mean
         raise SpecError([Diagnostic(f"the spec has no model '{model_name}'", hint=did_you_mean(model_name, checked.models),
                                     source=checked.source)])
     ir = checked.models[model_name] if model_name else checked.model

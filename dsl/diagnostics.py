@@ -7,7 +7,7 @@ Every mistake in a spec becomes a `Diagnostic` and is shown as
          |     ^^^^^^
       hint: did you mean 'linear'?
 
-`SpecError` carries one or more of them; the command line prints them and
+`dslc.errors.SpecError` carries one or more of them; the command line prints them and
 exits with status 2. Nothing here imports torch.
 """
 
@@ -17,6 +17,8 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
+
+from dslc.errors import SpecError
 
 from .ast import NO_SPAN, Span
 
@@ -72,20 +74,6 @@ class Diagnostic:
             "end_line": self.span.end_line, "end_column": self.span.end_column,
             "severity": self.severity, "message": self.message, "hint": self.hint,
         }
-
-
-class SpecError(Exception):
-    """One or more errors in a spec. Raised by parse and check; never a bug in dslc."""
-
-    def __init__(self, diagnostics: Iterable[Diagnostic]):
-        self.diagnostics = list(diagnostics)
-        super().__init__("\n".join(d.render() for d in self.diagnostics))
-
-    def with_source(self, source: Source) -> "SpecError":
-        for d in self.diagnostics:
-            if d.source is None:
-                d.source = source
-        return SpecError(self.diagnostics)
 
 
 @dataclass

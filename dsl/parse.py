@@ -15,7 +15,8 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, SpecError, Source, did_you_mean
+from dslc.errors import SpecError
+from .diagnostics import Diagnostic, Source, did_you_mean
 
 GRAMMAR = Path(__file__).with_name("dlspec.lark")
 MAX_SPEC_BYTES = 1_000_000

@@ -26,7 +26,8 @@ from __future__ import annotations
 import yaml
 
 from . import ast
-from .diagnostics import Diagnostic, SpecError, Source
+from dslc.errors import SpecError
+from .diagnostics import Diagnostic, Source
 from .format import format_expr, format_stage, format_type
 from .parse import MAX_NESTING, MAX_NUMBER_DIGITS, parse
 

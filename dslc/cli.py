@@ -18,18 +18,16 @@ import importlib
 import os
 import sys
 
+from dslc.errors import SpecError, UserError
+
 # Modules that add the later pipeline verbs (train, eval, export, predict, serve, ...).
 # Each has `add_commands(add, overrides)` and imports nothing heavy at module level.
-COMMAND_MODULES: tuple[str, ...] = ("dslc.runtime.train_commands", "dslc.runtime.serve_commands",
-                                   "dslc.runtime.export_commands", "dslc.emit_commands",
-                                   "dslc.runtime.picture_commands")
+COMMAND_MODULES: tuple[str, ...] = ("dslc.commands.train", "dslc.commands.serve",
+                                   "dslc.commands.export", "dslc.commands.emit",
+                                   "dslc.commands.pictures")
 
 EXIT_SPEC_ERROR = 2
 EXIT_FAILURE = 1
-
-
-class UserError(Exception):
-    """A failure that is not a bug: missing files, unreadable data, refused checkpoints."""
 
 
 def _err(text: str) -> None:
@@ -38,10 +36,8 @@ def _err(text: str) -> None:
 
 def load(path: str, overrides=(), variant: str | None = None):
     """Parse and check one spec file; returns the CheckedSpec (raises SpecError)."""
-    from dslc.compiler.check import check, parse_override
-    from dslc.dsl.parse import read_spec
-    spec, source = read_spec(path)
-    return check(spec, source, [parse_override(o) for o in overrides], variant)
+    from dslc.compiler.check import check_file
+    return check_file(path, overrides, variant)
 
 
 # ---------------------------------------------------------------- commands
@@ -49,7 +45,8 @@ def load(path: str, overrides=(), variant: str | None = None):
 
 def cmd_check(args) -> int:
     from dslc.compiler.check import check_all, parse_override
-    from dslc.dsl.diagnostics import SpecError, render_json
+    from dslc.errors import SpecError
+    from dslc.dsl.diagnostics import render_json
     from dslc.dsl.parse import read_spec
     failed = False
     diagnostics = []
@@ -161,7 +158,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from dslc.dsl.diagnostics import SpecError
     try:
         return args.func(args) or 0
     except SpecError as err:

@@ -28,7 +28,7 @@ def _alternatives(names) -> str:
 
 def grammar() -> dict:
     """The TextMate grammar of .dlspec (scope source.dlspec)."""
-    from dslc.dsl.pygments_lexer import NUMBER, vocabulary
+    from dslc.editor.pygments_lexer import NUMBER, vocabulary
     v = vocabulary()
     return {
         "$schema": "https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json",
@@ -77,7 +77,7 @@ def grammar() -> dict:
 
 
 def schema() -> dict:
-    from dslc.dsl.schema import json_schema
+    from dslc.editor.schema import json_schema
     return json_schema()
 
 

@@ -1,1 +1,1 @@
-"""Running compiled specs: data, training, checkpoints, ONNX export and onnxruntime inference."""
+"""Running compiled specs: data, training, export, serving and pictures, one subpackage each."""

@@ -28,7 +28,7 @@ def exported(tmp_path_factory):
 
     from dslc.cli import load
     from dslc.compiler.build import build_model
-    from dslc.runtime.export import export_module
+    from dslc.runtime.export.onnx_export import export_module
 
     folder = tmp_path_factory.mktemp("exported")
     done = {}

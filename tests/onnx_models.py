@@ -7,7 +7,7 @@ torch.onnx.export, writing the dslc metadata_props the exporter records.
 import warnings
 from pathlib import Path
 
-DIGIT = Path(__file__).resolve().parents[1] / "runtime" / "samples" / "digit7.png"
+DIGIT = Path(__file__).resolve().parents[1] / "runtime" / "data" / "samples" / "digit7.png"
 
 IMAGE_SPEC = """
 data {
@@ -85,8 +85,8 @@ def export_spec(spec_text: str, folder, name: str, facts: dict | None = None, ov
     import onnx
     import torch
     from dslc.compiler.build import build_model
-    from dslc.runtime.export import build_metadata, input_axes, output_axes, output_names, set_metadata
-    from dslc.runtime.preprocessing import preprocessing_for
+    from dslc.runtime.export.onnx_export import build_metadata, input_axes, output_axes, output_names, set_metadata
+    from dslc.runtime.data.preprocessing import preprocessing_for
 
     from dslc.cli import load
 

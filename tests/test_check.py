@@ -9,7 +9,8 @@ import pytest
 
 from dslc.cli import load
 from dslc.compiler.check import check, check_all, parse_override
-from dslc.dsl.diagnostics import SpecError, Source
+from dslc.errors import SpecError
+from dslc.dsl.diagnostics import Source
 from dslc.dsl.parse import parse
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

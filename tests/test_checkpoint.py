@@ -12,8 +12,10 @@ import time
 import pytest
 import torch
 
-from dslc.cli import UserError, main
-from dslc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from dslc.errors import UserError
+
+from dslc.cli import main
+from dslc.runtime.training.checkpoint import load_checkpoint, save_checkpoint
 
 # 384 training samples in batches of 8: 48 steps an epoch; dropout and shuffling use the RNGs.
 SPEC = """
@@ -178,7 +180,7 @@ def test_resume_refuses_another_spec_and_corrupt_checkpoints(tmp_path, capsys):
 
 
 def test_load_run_gives_the_trained_module(tmp_path):
-    from dslc.runtime.run_dir import load_run
+    from dslc.runtime.training.run_dir import load_run
     spec = spec_file(tmp_path, epochs=2)
     out = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(out), "--quiet", "--no-export"]) == 0

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, SPECS
-from dslc.cli import UserError, load
-from dslc.runtime import loaders, text
-from dslc.runtime.data import batches, load_data, num_batches
-from dslc.runtime.preprocessing import InputError, fit_shape, prepare_inputs
+from dslc.errors import UserError
+from dslc.cli import load
+from dslc.runtime.data import sources as loaders
+from dslc.runtime.data import text
+from dslc.runtime.data.dataset import batches, load_data, num_batches
+from dslc.runtime.data.preprocessing import InputError, fit_shape, prepare_inputs
 
 MNIST5K = SHARED_DATA / "mnist5k"
 RT = SHARED_DATA / "rt_polarity"

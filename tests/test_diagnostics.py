@@ -1,6 +1,8 @@
 """Rendering of diagnostics: long lines are clipped around the caret."""
 
-from dslc.dsl.diagnostics import MAX_SHOWN, SpecError
+from dslc.errors import SpecError
+
+from dslc.dsl.diagnostics import MAX_SHOWN
 from dslc.dsl.parse import parse
 from dslc.compiler.check import check
 from dslc.dsl.diagnostics import Source

@@ -17,10 +17,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dslc.cli import UserError, _parser, main
-from dslc.runtime.checkpoint import load_checkpoint
-from dslc.runtime.distributed import (EXIT_CONSEQUENCE, Shards, World, failure_outcome, shard_bounds)
-from dslc.runtime.train_commands import worker_argv
+from dslc.errors import UserError
+
+from dslc.cli import _parser, main
+from dslc.runtime.training.checkpoint import load_checkpoint
+from dslc.runtime.training.distributed import (EXIT_CONSEQUENCE, Shards, World, failure_outcome, shard_bounds)
+from dslc.commands.train import worker_argv
 
 # 300 samples, 60 held out: 240 to train on in batches of 15, 16 steps an epoch. 15 is odd, so with 2
 # ranks every global batch splits 8 / 7 and the loss weighting has to be right for the results to match.

@@ -78,7 +78,7 @@ def test_schema_prints_a_json_schema(capsys, tmp_path):
 
 def test_pipeline_verbs_do_not_slow_down_check():
     """The CLI imports this module at start-up: it must not import torch."""
-    code = ("import sys, dslc.cli; dslc.cli._parser(); import dslc.emit_commands; "
+    code = ("import sys, dslc.cli; dslc.cli._parser(); import dslc.commands.emit; "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr

@@ -29,7 +29,7 @@ from dslc.compiler.losses import LOSSES
 from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.dsl.parse import read_spec
 
-train_runtime = pytest.importorskip("dslc.runtime.train", reason="the training runtime (runtime/train.py) is missing")
+train_runtime = pytest.importorskip("dslc.runtime.training.loop", reason="the training runtime (runtime/train.py) is missing")
 
 
 # ---------------------------------------------------------------- running both sides
@@ -40,7 +40,7 @@ def mnist_root() -> Path:
     shared = SHARED_DATA / "mnist5k"
     if (shared / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         return shared
-    from dslc.runtime.loaders import MNIST_SAMPLE, _decompressed
+    from dslc.runtime.data.sources import MNIST_SAMPLE, _decompressed
     return _decompressed(MNIST_SAMPLE / "MNIST" / "raw", "MNIST", MNIST_SAMPLE.name)
 
 
@@ -57,8 +57,8 @@ def checked_spec(tmp_path: Path, name: str, replace: dict | None = None, overrid
 
 
 def run_dslc(checked, data_root=None) -> tuple[list[dict], dict]:
-    from dslc.runtime.data import load_data
-    from dslc.runtime.progress import Progress
+    from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.training.progress import Progress
     records: list[dict] = []
     data = load_data(checked, data_root=data_root)
     out = Path(checked.source.path).parent / "dslc-run"
@@ -213,7 +213,7 @@ def test_gru_text_first_steps_match_dslc(tmp_path):
 def test_dslc_train_run_and_the_ejected_script_agree(tmp_path, capsys):
     """`dslc train` (the real command) prints what the ejected script prints; its checkpoint loads into model.py."""
     from dslc.cli import main
-    from dslc.runtime.run_dir import load_run
+    from dslc.runtime.training.run_dir import load_run
     settings = ["--set", "train.log=every(epochs=10)", "--set", "export.auto=false"]
     spec = str(SPECS / "thermometer.dlspec")
     assert main(["train", spec, "--variant", "raw_adam", "--epochs", "50", "--out", str(tmp_path / "run"),

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conftest import SPECS
-from dslc.cli import UserError, load
+from dslc.errors import UserError
+from dslc.cli import load
 from dslc.compiler.build import build_model
-from dslc.runtime import onnx_verify
-from dslc.runtime.export import export_module, output_names
+from dslc.runtime.export import onnx_verify
+from dslc.runtime.export.onnx_export import export_module, output_names
 
 ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.dlspec"))
 CHEAP_SOURCES = ("table", "generate", "sequence")     # real data costs nothing for these
@@ -29,7 +30,7 @@ def built(name: str, seed: int = 0):
 def samples_for(checked):
     """Real rows where the source is computed in memory; sampled valid values for image and text sources."""
     if checked.data.source.name in CHEAP_SOURCES:
-        from dslc.runtime.data import load_data
+        from dslc.runtime.data.dataset import load_data
         data = load_data(checked, download=False)
         return (data.test or data.train).inputs
     return None

@@ -10,7 +10,7 @@ import torch
 
 from conftest import SPECS
 from dslc.cli import main
-from dslc.runtime.run_dir import load_run
+from dslc.runtime.training.run_dir import load_run
 
 
 def meta(path) -> dict:
@@ -99,7 +99,7 @@ def test_a_trained_cnn_exports_and_matches_on_real_digits(tmp_path, capsys):
                  "--quiet"]) == 0
     assert main(["export", str(run)]) == 0
     assert "verified model.onnx" in capsys.readouterr().out
-    from dslc.runtime.data import load_data
+    from dslc.runtime.data.dataset import load_data
     trained = load_run(run)
     images = load_data(trained.checked, download=False).test.inputs[0][:32]
     with torch.no_grad():

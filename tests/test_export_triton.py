@@ -5,8 +5,8 @@ import re
 import onnx
 import pytest
 
-from dslc.cli import UserError
-from dslc.runtime.triton import write_triton_model
+from dslc.errors import UserError
+from dslc.runtime.export.triton import write_triton_model
 
 _TOKEN = re.compile(r'\s*(?:#[^\n]*\n?|("(?:[^"\\]|\\.)*")|(-?\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|([{}\[\]:,]))')
 

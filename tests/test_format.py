@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dslc.cli import main
 from dslc.dsl import ast
-from dslc.dsl.diagnostics import SpecError
+from dslc.errors import SpecError
 from dslc.dsl.format import format_expr, format_spec
 from dslc.dsl.parse import parse
 from test_fuzz import mutated_specs

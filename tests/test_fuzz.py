@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from dslc.compiler.check import check_all
 from dslc.compiler.layers import LAYERS
 from dslc.compiler.losses import LOSSES
-from dslc.dsl.diagnostics import SpecError, Source
+from dslc.errors import SpecError
+from dslc.dsl.diagnostics import Source
 from dslc.dsl.parse import parse, read_spec
 from dslc.dsl.yaml_face import from_yaml, to_yaml
 

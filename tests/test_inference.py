@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from onnx_models import DIGIT, IMAGE_SPEC, TEXT_FACTS, TEXT_SPEC, TWO_OUTPUT_SPEC, VOCAB, export_spec
 
-from dslc.cli import UserError
+from dslc.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _torch_outputs(module, arrays):
 
 
 def test_image_model_reproduces_torch(image_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     path, module = image_model
     session = InferenceSession(path, provider="cpu")
     x = np.random.default_rng(0).random((7, 1, 28, 28), dtype=np.float32)
@@ -51,7 +51,7 @@ def test_image_model_reproduces_torch(image_model):
 
 
 def test_text_model_reproduces_torch_at_any_length(text_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     path, module = text_model
     session = InferenceSession(path, provider="cpu")
     for length in (3, 9):
@@ -61,7 +61,7 @@ def test_text_model_reproduces_torch_at_any_length(text_model):
 
 
 def test_two_outputs_reproduce_torch(two_output_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     path, module = two_output_model
     session = InferenceSession(path, provider="cpu")
     x = np.random.default_rng(1).random((3, 784), dtype=np.float32)
@@ -75,7 +75,7 @@ def test_two_outputs_reproduce_torch(two_output_model):
 
 @pytest.mark.parametrize("batch", [1, 3, 4, 10, 50])
 def test_batched_run_equals_unbatched(image_model, batch):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(image_model[0], provider="cpu")
     x = np.random.default_rng(2).random((10, 1, 28, 28), dtype=np.float32)
     [whole] = session.run([x])
@@ -85,7 +85,7 @@ def test_batched_run_equals_unbatched(image_model, batch):
 
 
 def test_batches_split_and_concatenate_every_output(two_output_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(two_output_model[0], provider="cpu")
     x = np.random.default_rng(3).random((5, 784), dtype=np.float32)
     whole, pieces = session.run([x]), session.run([x], batch=2)
@@ -95,7 +95,7 @@ def test_batches_split_and_concatenate_every_output(two_output_model):
 
 def test_io_binding_path_gives_the_plain_run_results(two_output_model):
     """The bound path CUDA uses (inputs and outputs placed in device memory), exercised here in CPU memory."""
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(two_output_model[0], provider="cpu")
     x = np.random.default_rng(4).random((3, 784), dtype=np.float32)
     bound = session._run_bound([x], "cpu")
@@ -104,7 +104,7 @@ def test_io_binding_path_gives_the_plain_run_results(two_output_model):
 
 
 def test_batch_size_must_be_positive(image_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(image_model[0], provider="cpu")
     with pytest.raises(UserError, match="at least 1"):
         session.run([np.zeros((2, 1, 28, 28), np.float32)], batch=0)
@@ -114,7 +114,7 @@ def test_batch_size_must_be_positive(image_model):
 
 
 def test_metadata_is_decoded(text_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(text_model[0], provider="cpu")
     meta = session.metadata
     assert meta["spec_name"] == "classifier" and meta["spec_hash"] and meta["version"]
@@ -127,7 +127,7 @@ def test_metadata_is_decoded(text_model):
 
 
 def test_model_without_dslc_metadata_still_runs(tmp_path):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     path, _ = export_spec(IMAGE_SPEC, tmp_path, "plain", metadata=False)
     session = InferenceSession(path, provider="cpu")
     assert session.metadata["labels"] is None and session.preprocessing == {}
@@ -135,14 +135,14 @@ def test_model_without_dslc_metadata_still_runs(tmp_path):
 
 
 def test_cpu_provider_and_the_line_that_says_so(image_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(image_model[0], provider="cpu")
     assert session.providers == ["CPUExecutionProvider"]
     assert "running on CPUExecutionProvider" in session.provider_line
 
 
 def test_default_provider_is_what_really_runs(image_model):
-    from dslc.runtime.inference import InferenceSession, cuda_device_count
+    from dslc.runtime.serving.inference import InferenceSession, cuda_device_count
     session = InferenceSession(image_model[0])
     expected = "CUDAExecutionProvider" if cuda_device_count() else "CPUExecutionProvider"
     assert session.providers[0] == expected
@@ -151,7 +151,7 @@ def test_default_provider_is_what_really_runs(image_model):
 
 
 def test_asking_for_cuda_without_a_gpu_says_why(image_model):
-    from dslc.runtime.inference import InferenceSession, cuda_device_count
+    from dslc.runtime.serving.inference import InferenceSession, cuda_device_count
     if cuda_device_count():
         pytest.skip("a GPU is present; the fallback note cannot be seen here")
     session = InferenceSession(image_model[0], provider="cuda")
@@ -160,7 +160,7 @@ def test_asking_for_cuda_without_a_gpu_says_why(image_model):
 
 
 def test_provider_order():
-    from dslc.runtime.inference import choose_providers, cuda_device_count
+    from dslc.runtime.serving.inference import choose_providers, cuda_device_count
     assert choose_providers("cpu") == (["CPUExecutionProvider"], "")
     assert choose_providers("CPUExecutionProvider")[0] == ["CPUExecutionProvider"]
     order, _ = choose_providers("tensorrt")
@@ -175,7 +175,7 @@ def test_provider_order():
 
 
 def test_missing_and_corrupt_model_files(tmp_path):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     with pytest.raises(UserError, match="model file not found"):
         InferenceSession(tmp_path / "nope.onnx")
     bad = tmp_path / "bad.onnx"
@@ -188,7 +188,7 @@ def test_missing_and_corrupt_model_files(tmp_path):
 
 def test_bad_metadata_json_is_named(tmp_path):
     import onnx
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     path, _ = export_spec(IMAGE_SPEC, tmp_path, "odd", metadata=False)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
@@ -199,7 +199,7 @@ def test_bad_metadata_json_is_named(tmp_path):
 
 
 def test_wrong_input_count(two_output_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(two_output_model[0], provider="cpu")
     x = np.zeros((1, 784), np.float32)
     with pytest.raises(UserError, match=r"takes 1 input\(s\) \(x\); got 2"):
@@ -207,7 +207,7 @@ def test_wrong_input_count(two_output_model):
 
 
 def test_wrong_dtype(text_model, image_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     text = InferenceSession(text_model[0], provider="cpu")
     with pytest.raises(UserError, match="input 'tokens' must be int64; got float32 values"):
         text.run([np.zeros((1, 4), np.float32)])
@@ -220,7 +220,7 @@ def test_wrong_dtype(text_model, image_model):
 
 
 def test_wrong_rank_and_shape_name_the_input(image_model):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     session = InferenceSession(image_model[0], provider="cpu")
     with pytest.raises(UserError) as err:
         session.run([np.zeros((2, 28, 28), np.float32)])
@@ -241,8 +241,8 @@ def test_fresh_process_never_imports_torch(image_model, tmp_path):
     code = f"""
 import sys
 import numpy as np
-from dslc.runtime.inference import InferenceSession
-import dslc.runtime.predict, dslc.runtime.serve, dslc.runtime.input_files
+from dslc.runtime.serving.inference import InferenceSession
+import dslc.runtime.serving.predict, dslc.runtime.serving.serve, dslc.runtime.serving.input_files
 session = InferenceSession({str(image_model[0])!r})
 assert session.run([np.load({str(x)!r})], batch=2)[0].shape == (3, 10)
 from dslc.cli import main

@@ -14,7 +14,7 @@ from dslc.compiler.layers import LAYERS
 pygments = pytest.importorskip("pygments", reason="the Pygments lexer needs pygments (pip install pygments)")
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, String  # noqa: E402
 
-from dslc.dsl.pygments_lexer import DlspecLexer  # noqa: E402
+from dslc.editor.pygments_lexer import DlspecLexer  # noqa: E402
 
 SPEC_FILES = sorted(SPECS.glob("*.dlspec"))
 GRAMMAR = ROOT / "editors" / "dlspec.tmLanguage.json"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dslc.dsl import ast
-from dslc.dsl.diagnostics import SpecError, Source
+from dslc.errors import SpecError
+from dslc.dsl.diagnostics import Source
 from dslc.dsl.parse import MAX_NESTING, parse, read_spec, relocate
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

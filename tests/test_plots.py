@@ -12,9 +12,9 @@ from PIL import Image
 
 from conftest import SHARED_DATA, SPECS
 from dslc.cli import load, main
-from dslc.runtime.plot_catalog import PLOTS, plots_for, spec_facts
-from dslc.runtime.plot_curves import read_history
-from dslc.runtime.plots import make_plots
+from dslc.runtime.pictures.plot_catalog import PLOTS, plots_for, spec_facts
+from dslc.runtime.pictures.plot_curves import read_history
+from dslc.runtime.pictures.plots import make_plots
 
 MNIST = SHARED_DATA / "mnist5k"
 
@@ -145,7 +145,7 @@ def test_history_reads_log_eval_and_end_events(tmp_path):
 def test_history_of_a_bad_metrics_file_is_a_user_error(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"spec": "x.dlspec"}))
     (tmp_path / "metrics.jsonl").write_text('{"event": "log"\n{"event": "end", "step": 1}\n')
-    from dslc.cli import UserError
+    from dslc.errors import UserError
     with pytest.raises(UserError, match="not a JSON line"):
         read_history(tmp_path)
 

@@ -12,7 +12,7 @@ from dslc.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
-DIGIT = ROOT / "runtime" / "samples" / "digit7.png"
+DIGIT = ROOT / "runtime" / "data" / "samples" / "digit7.png"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def table(out: str) -> list[list[str]]:
 
 
 def _session(path):
-    from dslc.runtime.inference import InferenceSession
+    from dslc.runtime.serving.inference import InferenceSession
     return InferenceSession(path, provider="cpu")
 
 
@@ -63,7 +63,7 @@ def _expected_digit_prediction(model_path):
 
 def test_the_sample_digit_is_test_image_9_of_mnist5k_a_seven():
     import gzip
-    raw = ROOT / "runtime" / "samples" / "mnist5k" / "MNIST" / "raw"
+    raw = ROOT / "runtime" / "data" / "samples" / "mnist5k" / "MNIST" / "raw"
     images = np.frombuffer(gzip.decompress((raw / "t10k-images-idx3-ubyte.gz").read_bytes())[16:], np.uint8)
     labels = np.frombuffer(gzip.decompress((raw / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:], np.uint8)
     image = Image.open(DIGIT)
@@ -209,7 +209,7 @@ def test_bad_csv_files(models, capsys, tmp_path, text, message):
 
 
 def test_text_lines_are_tokenised_with_the_recorded_vocabulary(models, capsys, tmp_path):
-    from dslc.runtime.text import encode_texts
+    from dslc.runtime.data.text import encode_texts
     reviews = tmp_path / "reviews.txt"
     texts = ["A great movie!", "the plot was dull and awful", "fun fun fun"]
     reviews.write_text("\n".join(texts[:2]) + "\n\n" + texts[2] + "\n")
@@ -305,7 +305,7 @@ def thermometer_run(tmp_path_factory):
 
 
 def _fitted(run, variant):
-    from dslc.runtime.run_dir import load_run
+    from dslc.runtime.training.run_dir import load_run
     module = load_run(run, variant=variant).module
     return module.w.item(), module.b.item()
 

@@ -19,9 +19,12 @@ import time
 import pytest
 import torch
 
-from dslc.cli import UserError, main
-from dslc.runtime import checkpoint, train
-from dslc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from dslc.errors import UserError
+
+from dslc.cli import main
+from dslc.runtime.training import checkpoint
+from dslc.runtime.training import loop as train
+from dslc.runtime.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def env() -> dict:
@@ -78,7 +81,7 @@ def nan_spec(tmp_path, loss=SQRT_LOSS):
 
 WRITER = textwrap.dedent("""
     import sys, time, torch
-    from dslc.runtime import checkpoint
+    from dslc.runtime.training import checkpoint
     path = sys.argv[1]
     checkpoint.save_checkpoint(path, {"spec_hash": "h", "model": {"w": torch.zeros(50_000)}, "step": 1})
     real = checkpoint._Writer.write

@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import SPECS
 from dslc.cli import main
-from dslc.runtime.plot_catalog import PLOTS
-from dslc.runtime.runs_table import find_runs
+from dslc.runtime.pictures.plot_catalog import PLOTS
+from dslc.runtime.pictures.runs_table import find_runs
 
 
 def fake_run(path, spec: str, finished: str, metrics: dict, steps: int = 10, wall: float = 1.5, **extra) -> None:

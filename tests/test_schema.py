@@ -14,7 +14,7 @@ from dslc.compiler.check import DATA_KEYS, EXPORT_KEYS, TRAIN_KEYS
 from dslc.compiler.layers import LAYERS
 from dslc.compiler.losses import LOSSES
 from dslc.dsl.parse import read_spec
-from dslc.dsl.schema import json_schema, validate_document
+from dslc.editor.schema import json_schema, validate_document
 from dslc.dsl.yaml_face import from_yaml, to_yaml
 
 jsonschema = pytest.importorskip("jsonschema", reason="pip install jsonschema to check the schema as editors do")

@@ -18,7 +18,7 @@ from onnx_models import IMAGE_SPEC, TEXT_FACTS, TEXT_SPEC, VOCAB, export_spec
 from dslc.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGIT = ROOT / "runtime" / "samples" / "digit7.png"
+DIGIT = ROOT / "runtime" / "data" / "samples" / "digit7.png"
 PIXELS = np.asarray(Image.open(DIGIT))
 
 
@@ -34,8 +34,8 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clients(models):
-    from dslc.runtime.predict import open_model
-    from dslc.runtime.serve import PredictApp
+    from dslc.runtime.serving.predict import open_model
+    from dslc.runtime.serving.serve import PredictApp
     from werkzeug.test import Client
     sessions = {name: open_model(path, "cpu") for name, path in models.items()}
     return {name: Client(PredictApp(s, max_body=200_000)) for name, s in sessions.items()}, sessions
@@ -75,7 +75,7 @@ def test_inputs_by_name_by_list_and_as_one_sample(clients):
 
 
 def test_raw_pixels_text_and_columns_use_the_recorded_preprocessing(clients):
-    from dslc.runtime.text import encode_texts
+    from dslc.runtime.data.text import encode_texts
     client, sessions = clients
     [want] = sessions["image"].run([(PIXELS / 255).astype(np.float32)[None, None]])
     status, body = post(client["image"], {"image": PIXELS.tolist()})

@@ -184,14 +184,14 @@ train {
 def tiny(tmp_path, text=TINY, *settings):
     path = tmp_path / "tiny.dlspec"
     path.write_text(text)
-    from dslc.runtime.run_dir import check_configuration, read_spec_text
+    from dslc.runtime.training.run_dir import check_configuration, read_spec_text
     spec, source = read_spec_text(text, str(path))
     return path, check_configuration(spec, source, list(settings))
 
 
 def test_loss_expression_is_evaluated_with_torch(tmp_path):
     from dslc.compiler.build import build_model
-    from dslc.runtime.loss import make_loss
+    from dslc.runtime.training.loss import make_loss
     _, checked = tiny(tmp_path)
     module = build_model(checked.model)
     loss = make_loss(checked, module)
@@ -203,7 +203,7 @@ def test_loss_expression_is_evaluated_with_torch(tmp_path):
 
 def test_loss_over_outputs_inputs_and_params(tmp_path):
     from dslc.compiler.build import build_model
-    from dslc.runtime.loss import make_loss
+    from dslc.runtime.training.loss import make_loss
     text = TINY.replace("linear(8) tanh linear(1)", """param s = 2.0
     block body { linear(8) tanh linear(1) }
     h = body(x)

@@ -114,8 +114,8 @@ def test_dropout_variants_train_side_by_side(tmp_path):
 
 
 def test_gru_text_beats_the_majority_class(tmp_path):
-    from dslc.runtime.data import load_data
-    from dslc.runtime.run_dir import load_run
+    from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.training.run_dir import load_run
     out = tmp_path / "run"
     s = train("gru_text.dlspec", out, "--data-root", SHARED_DATA / "rt_polarity")
     run = load_run(out)

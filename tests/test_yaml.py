@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from dslc.cli import load, main
 from dslc.compiler.check import check_all
-from dslc.dsl.diagnostics import SpecError, Source
+from dslc.errors import SpecError
+from dslc.dsl.diagnostics import Source
 from dslc.dsl.parse import parse
 from dslc.dsl.yaml_face import from_yaml, to_yaml
 from test_fuzz import mutated_specs

@@ -1,0 +1,1 @@
+"""Editor support built from the catalogs: the Pygments lexer and the JSON Schema of the YAML face."""

@@ -1,0 +1,1 @@
+"""Data: sources read into columns, inputs and targets computed, split and batched; the preprocessing recipe."""

@@ -1,0 +1,280 @@
+"""A checked spec's data as in-memory tensors: load, compute inputs and targets, split, batch.
+
+`load_data(checked)` resolves where the data lives (the `data_root` argument,
+then $DSLC_DATA_ROOT, then the spec's own path relative to the spec file),
+runs the source's loader, evaluates the data block's `inputs`/`targets`
+expressions over its columns, casts and reshapes the inputs to the model's
+declared inputs, and splits: a fraction (a permutation seeded by `data.seed`,
+the first part held out), a source of its own, or the source's native test
+set. `batches` slices the tensors; no DataLoader, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dslc.errors import UserError
+from dslc.compiler.data_sources import DATA_SOURCES
+from dslc.compiler.ir import SourceIR
+from dslc.compiler.shapes import DTYPES
+from dslc.dsl import ast
+from dslc.dsl.diagnostics import did_you_mean
+
+from dslc.runtime.data.columns import evaluate_column
+from dslc.runtime.data.sources import LoadContext, SourceData
+from dslc.runtime.data.preprocessing import fit_shape, preprocessing_for
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Split:
+    inputs: list[torch.Tensor]        # one per model input, [N, *declared dims]
+    targets: list[torch.Tensor]       # one per data target, [N, ...]
+
+    @property
+    def n(self) -> int:
+        tensors = self.inputs or self.targets
+        return int(tensors[0].shape[0]) if tensors else 0
+
+    def to(self, device) -> Split:
+        return Split([t.to(device) for t in self.inputs], [t.to(device) for t in self.targets])
+
+
+@dataclass
+class LoadedData:
+    train: Split
+    validation: Split | None
+    test: Split | None
+    info: dict                        # JSON-able: source, root, counts, fingerprint, notice, labels, preprocessing
+
+
+def resolve_root(data_root=None, override: str | None = None) -> Path | None:
+    """The data root override: the argument, then the spec's own override, then $DSLC_DATA_ROOT."""
+    root = data_root or override or os.environ.get("DSLC_DATA_ROOT") or None
+    return Path(root).expanduser() if root else None
+
+
+def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
+    """Load, compute, cast, reshape and split the data of a checked spec (raises UserError)."""
+    data = checked.data
+    if data is None:
+        raise UserError("the spec has no data block, so there is nothing to load")
+    path = checked.source.path
+    spec_dir = Path(path).resolve().parent if path not in ("<spec>", "-", "") else Path.cwd()
+    lets = {k: v for k, v in checked.lets.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    root = resolve_root(data_root, data.root_override)
+
+    def context(seed, like=None) -> LoadContext:
+        return LoadContext(spec_dir, root, download, lets, seed, like)
+
+    main = _load(data.source, context(_nonneg(data.split_seed)))
+    facts = {**data.source.facts, **main.facts}
+    notices = [main.notice] if main.notice else []
+    whole = _arrays(main.columns, main, data, checked.model, lets, facts, f"the {data.source.name} source")
+
+    parts, described = _fraction_splits(whole, data)
+    for i, role in enumerate(("validation", "test"), start=1):
+        setting = getattr(data, role)
+        if isinstance(setting, SourceIR):
+            src = _load(setting, context((_nonneg(data.split_seed), i), main.facts))
+            src_facts = {**setting.facts, **src.facts}
+            _same_labels(facts, src_facts, role)
+            columns = src.test if src.test is not None else src.columns
+            parts[role] = _arrays(columns, src, data, checked.model, lets, facts, f"the {role} source ({setting.name})")
+            described[role] = f"source {setting.name}" + (" (its test set)" if src.test is not None else "")
+            if src.notice:
+                notices.append(src.notice)
+    if "test" not in parts and data.test is None and main.test is not None:
+        parts["test"] = _arrays(main.test, main, data, checked.model, lets, facts, f"the test set of {data.source.name}")
+        described["test"] = "the source's own test set"
+
+    digest = hashlib.sha256()
+    for role in SPLITS:
+        for i, a in enumerate([*parts[role][0], *parts[role][1]] if role in parts else []):
+            a = np.ascontiguousarray(a)
+            digest.update(f"{role}/{i}/{a.dtype}/{a.shape}".encode())
+            digest.update(memoryview(a).cast("B"))
+    splits = {role: Split([torch.from_numpy(np.ascontiguousarray(a)) for a in parts[role][0]],
+                          [torch.from_numpy(np.ascontiguousarray(a)) for a in parts[role][1]])
+              for role in parts}
+    info = {
+        "source": data.source.name,
+        "root": main.root,
+        "counts": {role: splits[role].n if role in splits else 0 for role in SPLITS},
+        "splits": described,
+        "split_seed": data.split_seed,
+        "fingerprint": digest.hexdigest(),
+        "notice": "; ".join(notices) if notices else None,
+        "labels": list(facts["labels"]) if facts.get("labels") is not None else None,
+        "classes": facts.get("classes"),
+        "inputs": list(data.input_names),
+        "targets": list(data.target_names),
+        "preprocessing": preprocessing_for(checked, facts),
+    }
+    if facts.get("tokenizer"):
+        info["vocab_size"] = len(facts["tokenizer"]["vocab"])
+    if facts.get("dropped_rows"):
+        info["dropped_rows"] = facts["dropped_rows"]
+    return LoadedData(splits["train"], splits.get("validation"), splits.get("test"), info)
+
+
+def _nonneg(seed: int) -> int:
+    """A seed numpy accepts (it refuses negative ones)."""
+    return seed & (2 ** 63 - 1)
+
+
+def _load(source: SourceIR, ctx: LoadContext) -> SourceData:
+    loaded = DATA_SOURCES[source.name].load(source.args, ctx)
+    if not loaded.columns or loaded.rows == 0:
+        raise UserError(f"the data source {source.name} holds no samples" + (f" ({loaded.root})" if loaded.root else ""))
+    return loaded
+
+
+def _same_labels(facts: dict, other: dict, role: str) -> None:
+    a, b = facts.get("labels"), other.get("labels")
+    if a is not None and b is not None and list(a) != list(b):
+        raise UserError(f"the {role} source's labels {list(b)} differ from the training source's {list(a)}")
+
+
+# ---------------------------------------------------------------- inputs and targets
+
+
+def _arrays(columns: dict, src: SourceData, data, model, lets: dict, facts: dict, what: str):
+    """(inputs, targets) as numpy arrays: inputs cast and reshaped to the model, targets as int64 or float32."""
+    n = len(next(iter(columns.values())))
+    if n == 0:
+        raise UserError(f"{what} holds no samples")
+    in_exprs = data.inputs if data.inputs is not None else [ast.Var(name=c) for c in data.input_names]
+    out_exprs = data.targets if data.targets is not None else [ast.Var(name=c) for c in data.target_names]
+    if len(in_exprs) != len(model.inputs):
+        raise UserError(f"model {model.name} takes {len(model.inputs)} input(s) but the data gives {len(in_exprs)} "
+                        f"({', '.join(data.input_names)})")
+    inputs = []
+    for expr, label, (name, shape) in zip(in_exprs, data.input_names, model.inputs.items()):
+        values = _column(expr, label, columns, src, lets, n, what)
+        dtype = np.dtype(DTYPES[shape.dtype])
+        if dtype.kind in "iu" and values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+            raise UserError(f"input {name} is {shape} (whole numbers) but '{label}' in {what} has fractions")
+        values = values.astype(dtype, copy=False)
+        _finite(values, f"input '{label}'", what)
+        try:
+            values = fit_shape(values, shape.dims, f"input {name} of model {model.name}", n)
+        except UserError as err:
+            raise UserError(f"{err} (from '{label}' in {what})") from None
+        inputs.append(values)
+    targets = []
+    classes = facts.get("classes")
+    for expr, label in zip(out_exprs, data.target_names):
+        values = _column(expr, label, columns, src, lets, n, what)
+        if values.dtype.kind in "iu":
+            values = values.astype(np.int64, copy=False)
+            if classes is not None:
+                bad = np.flatnonzero((values < 0) | (values >= classes))
+                if bad.size:
+                    raise UserError(f"target '{label}' in {what}: label {values.flat[bad[0]]} (sample {bad[0]}) is "
+                                    f"outside the {classes} classes 0..{classes - 1}")
+        else:
+            values = values.astype(np.float32, copy=False)
+            _finite(values, f"target '{label}'", what)
+        targets.append(values)
+    return [inputs, targets]
+
+
+def _column(expr, label: str, columns: dict, src: SourceData, lets: dict, n: int, what: str) -> np.ndarray:
+    for name in ast.names_in(expr):
+        if name in columns or name in lets:
+            continue
+        if name in src.bad_columns:
+            raise UserError(src.bad_columns[name])
+        available = list(columns) + list(src.bad_columns)
+        hint = did_you_mean(name, available) or ""
+        hint = hint if hint.startswith("did you mean") else ""
+        raise UserError(f"{what} has no column '{name}'" + (f"; {hint}" if hint else "")
+                        + f" (columns: {', '.join(available)})")
+    try:
+        values = evaluate_column(expr, columns, lets, n)
+    except UserError as err:
+        raise UserError(f"{what}: {err}") from None
+    if len(values) != n:
+        raise UserError(f"'{label}' in {what} has {len(values)} rows, not {n}")
+    return values
+
+
+def _finite(values: np.ndarray, label: str, what: str) -> None:
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+        raise UserError(f"{label} in {what} is NaN or infinite in {rows.size} sample(s), the first is sample "
+                        f"{rows[0]}; check the expression and the data")
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _fraction_splits(whole, data) -> tuple[dict, dict]:
+    """train / validation / test parts for fractional splits: a seeded permutation, the first parts held out."""
+    fractions = {role: getattr(data, role) for role in ("validation", "test") if isinstance(getattr(data, role), float)}
+    if not fractions:
+        return {"train": whole}, {}
+    n = len(whole[0][0]) if whole[0] else len(whole[1][0])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data.split_seed)).numpy()
+    parts, described, start = {}, {}, 0
+    for role, fraction in fractions.items():
+        k = max(1, int(fraction * n))
+        parts[role] = order[start:start + k]
+        described[role] = f"{fraction:g} of the data"
+        start += k
+    parts["train"] = order[start:]
+    if len(parts["train"]) == 0:
+        raise UserError(f"the data has {n} samples: holding out {', '.join(f'{r} {f:g}' for r, f in fractions.items())} "
+                        "leaves none to train on")
+    if not data.shuffle:       # keep the source's order (sequences, carried state)
+        parts = {role: np.sort(idx) for role, idx in parts.items()}
+    return {role: [[a[idx] for a in group] for group in whole] for role, idx in parts.items()}, described
+
+
+# ---------------------------------------------------------------- batches
+
+
+def num_batches(n: int, batch_size: int | None) -> int:
+    """Batches per epoch over n samples (the last one may be smaller)."""
+    return 0 if n == 0 else (1 if batch_size is None else math.ceil(n / batch_size))
+
+
+def batches(split: Split, batch_size: int | None, shuffle: bool, generator: torch.Generator | None = None,
+            start: int = 0):
+    """One epoch of (inputs, targets) batches sliced from the split's tensors.
+
+    With `shuffle`, the epoch's permutation is drawn from `generator` now (before the first batch), so
+    saving the generator's state before calling and restoring it gives the same epoch again; `start`
+    then skips the batches already seen. `batch_size=None` gives the whole split as one batch.
+    """
+    n = split.n
+    size = n if batch_size is None else int(batch_size)
+    if size <= 0 and n > 0:
+        raise ValueError(f"batch size must be positive, not {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    return _slices(split, size, order, start)
+
+
+def _slices(split: Split, size: int, order, start: int):
+    n = split.n
+    tensors = split.inputs + split.targets
+    if order is not None and tensors:
+        order = order.to(tensors[0].device)
+    k = len(split.inputs)
+    for lo in range(start * size, n, size):
+        hi = min(n, lo + size)
+        if order is None:
+            chosen = [t[lo:hi] for t in tensors]
+        else:
+            idx = order[lo:hi]
+            chosen = [t[idx] for t in tensors]
+        yield chosen[:k], chosen[k:]

@@ -1,0 +1,359 @@
+"""One loader per data source in `compiler/data_sources.py`: files and expressions into named columns.
+
+Each `load_<source>(args, ctx)` takes the source's bound arguments and a
+`LoadContext` (where the spec lives, the data root override, whether
+downloading is allowed, the spec's `let` numbers and the data seed) and returns
+`SourceData`: numpy columns with one row per sample, the facts learnt while
+loading (labels, vocabulary, pixel scale) and a notice when it had to fall
+back to a bundled sample. Nothing here splits, batches or knows about models;
+`runtime/data.py` does that. torch (via torchvision) is imported only for MNIST.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dslc.errors import UserError
+
+from dslc.runtime.data import text as text_lib
+from dslc.runtime.data.columns import evaluate_column
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+MNIST_SAMPLE = SAMPLES / "mnist5k"
+RT_POLARITY_SAMPLE = SAMPLES / "rt_polarity" / "rotten_tomatoes_corpus.csv.bz2"
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@dataclass
+class LoadContext:
+    """Where and how a source is loaded."""
+
+    spec_dir: Path                          # relative paths in the spec are relative to this folder
+    data_root: Path | None = None           # --data-root / DSLC_DATA_ROOT: the folder (or file) holding the data
+    download: bool = True                   # may a loader fetch missing data from the network
+    lets: dict = field(default_factory=dict)
+    seed: int | tuple = 0                   # seeds random columns when the source gives no seed
+    like: dict | None = None                # a split's source: the training source's facts (vocabulary, labels)
+
+    def folder(self, root: str) -> Path:
+        """The data folder a source with a `root` argument reads: the override, else the spec's root."""
+        if self.data_root is not None:
+            return self.data_root
+        path = Path(root).expanduser()
+        return path if path.is_absolute() else self.spec_dir / path
+
+    def file(self, path: str) -> Path:
+        """The file a source with a `path` argument reads: in the override folder (by name), else the spec's path."""
+        given = Path(path).expanduser()
+        if self.data_root is not None:
+            return self.data_root if self.data_root.is_file() else self.data_root / given.name
+        return given if given.is_absolute() else self.spec_dir / given
+
+
+@dataclass
+class SourceData:
+    columns: dict[str, np.ndarray]          # one row per sample
+    facts: dict = field(default_factory=dict)   # learnt at load time: labels, scale, tokenizer (with vocabulary)
+    root: str | None = None                 # the folder or file read
+    notice: str | None = None               # a fallback the user should know about
+    test: dict[str, np.ndarray] | None = None   # the source's own test set (MNIST's t10k)
+    bad_columns: dict[str, str] = field(default_factory=dict)   # column -> why it cannot be used as numbers
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def cache_dir() -> Path:
+    """dslc's cache folder: $XDG_CACHE_HOME/dslc, else ~/.cache/dslc."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "dslc"
+
+
+def _notify(notice: str) -> str:
+    print(f"note: {notice}", file=sys.stderr)
+    return notice
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def load_mnist(args: dict, ctx: LoadContext) -> SourceData:
+    return _load_idx_source("MNIST", "mnist", args, ctx, sample=MNIST_SAMPLE)
+
+
+def load_fashion_mnist(args: dict, ctx: LoadContext) -> SourceData:
+    return _load_idx_source("FashionMNIST", "fashion_mnist", args, ctx, sample=None)
+
+
+def _load_idx_source(dataset: str, source: str, args: dict, ctx: LoadContext, sample: Path | None) -> SourceData:
+    """torchvision's MNIST-style data: uncompressed IDX files under ROOT/<dataset>/raw/.
+
+    In order: the files in the root; the root's .gz files, decompressed once into the cache; a
+    download into the root (when allowed); the bundled sample (MNIST only), with a notice.
+    """
+    root = ctx.folder(args["root"])
+    raw = root / dataset / "raw"
+    download_error = None
+    if _has_files(raw, IDX_FILES):
+        read_root = root
+    elif _has_files(raw, [f + ".gz" for f in IDX_FILES]):
+        read_root = _decompressed(raw, dataset, f"{dataset}-{hashlib.sha256(str(raw.resolve()).encode()).hexdigest()[:12]}")
+    elif ctx.download and args.get("download", True):
+        download_error = _download(dataset, root)
+        read_root = root if download_error is None else None
+    else:
+        read_root = None
+    notice = None
+    if read_root is None:
+        expected = ", ".join(IDX_FILES)
+        why = f"the download failed ({download_error})" if download_error else "downloading is turned off"
+        if sample is None:
+            raise UserError(f"{source}: no data under {root}: expected {expected} (or their .gz) in {raw}, and {why}")
+        read_root = _decompressed(sample / dataset / "raw", dataset, sample.name)
+        notice = _notify(f"{source}: no data under {root} and {why}; using the bundled sample "
+                         f"{sample.name} (4000 train / 1000 test digits)")
+    train_x, train_y = _read_idx(dataset, read_root, train=True)
+    test_x, test_y = _read_idx(dataset, read_root, train=False)
+    scale = 1 / 255
+    return SourceData(columns={"image": _scaled(train_x, scale), "label": train_y},
+                      facts={"scale": scale, "kind": "image"}, root=str(read_root if notice else root),
+                      notice=notice, test={"image": _scaled(test_x, scale), "label": test_y})
+
+
+def _has_files(folder: Path, names) -> bool:
+    return all((folder / n).is_file() for n in names)
+
+
+def _decompressed(gz_folder: Path, dataset: str, cache_name: str) -> Path:
+    """A root holding the uncompressed IDX files of gz_folder, made once in the cache (atomic writes)."""
+    root = cache_dir() / cache_name
+    raw = root / dataset / "raw"
+    if _has_files(raw, IDX_FILES):
+        return root
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in IDX_FILES:
+            target = raw / name
+            if target.is_file():
+                continue
+            tmp = raw / f".{name}.{os.getpid()}.tmp"
+            with gzip.open(gz_folder / (name + ".gz"), "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, target)
+    except (OSError, EOFError) as err:
+        raise UserError(f"cannot decompress {gz_folder} into {raw}: {err}") from None
+    return root
+
+
+def _download(dataset: str, root: Path) -> str | None:
+    """Let torchvision fetch the dataset into root; returns None, or a one-line reason it failed."""
+    from torchvision import datasets
+    made = [p for p in (root, root / dataset, root / dataset / "raw") if not p.exists()]
+    try:
+        getattr(datasets, dataset)(str(root), train=True, download=True)
+        return None
+    except Exception as err:  # noqa: BLE001 -- network, disk and checksum failures all mean: not downloadable
+        for p in reversed(made):   # leave no empty folders behind
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "error" in ln.lower() and ln != lines[0]), "")
+        return (lines[0] if lines else type(err).__name__) + (f" {detail}" if detail else "")
+
+
+def _read_idx(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, 28, 28] and int64 labels [N], through torchvision's reader."""
+    from torchvision import datasets
+    try:
+        ds = getattr(datasets, dataset)(str(root), train=train, download=False)
+    except (RuntimeError, OSError, ValueError, AssertionError) as err:     # torchvision asserts on a bad header
+        detail = str(err).strip() or "a file does not start with the IDX header of its kind"
+        raise UserError(f"cannot read the {dataset} files under {root / dataset / 'raw'}: {detail} "
+                        f"(truncated or not IDX files?)") from None
+    images, labels = ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+    if len(images) != len(labels):
+        raise UserError(f"the {dataset} files under {root / dataset / 'raw'} hold {len(images)} images but "
+                        f"{len(labels)} labels ({'train' if train else 't10k'} set)")
+    return images, labels
+
+
+def _scaled(images: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 [N, H, W] -> float32 [N, 1, H, W] in [0, 1] (one vectorised pass)."""
+    out = images.astype(np.float32)
+    out *= np.float32(scale)
+    return out.reshape(images.shape[0], 1, *images.shape[1:])
+
+
+# ---------------------------------------------------------------- columns written in the spec
+
+
+def load_table(args: dict, ctx: LoadContext) -> SourceData:
+    columns = {name: np.asarray(values, dtype=np.float64) for name, values in args["columns"].items()}
+    return SourceData(columns=columns, facts={"kind": "table"})
+
+
+def load_generate(args: dict, ctx: LoadContext) -> SourceData:
+    """n rows; each column an expression over the columns before it (random draws from the seed)."""
+    n = args["n"]
+    rng = np.random.default_rng(args["seed"] if args.get("seed") is not None else ctx.seed)
+    columns: dict[str, np.ndarray] = {}
+    for name, expr in args["columns"].items():
+        columns[name] = _one_per_row(evaluate_column(expr, columns, ctx.lets, n, rng), name, n)
+    return SourceData(columns=columns, facts={"kind": "table"})
+
+
+def load_sequence(args: dict, ctx: LoadContext) -> SourceData:
+    """Columns over t = 0, dt, 2dt, ...; cut into `windows` consecutive windows of [length, 1]."""
+    windows, length = args["windows"], args["length"]
+    n = windows * length
+    t = args["dt"] * np.arange(n, dtype=np.float64)
+    rng = np.random.default_rng(ctx.seed)
+    env: dict[str, np.ndarray] = {"t": t}
+    columns: dict[str, np.ndarray] = {}
+    for name, expr in args["columns"].items():
+        env[name] = _one_per_row(evaluate_column(expr, env, ctx.lets, n, rng), name, n)
+        columns[name] = env[name].reshape(windows, length, 1)
+    return SourceData(columns=columns, facts={"kind": "sequence"})
+
+
+def _one_per_row(values: np.ndarray, name: str, n: int) -> np.ndarray:
+    if values.shape != (n,):
+        raise UserError(f"column '{name}' has shape {list(values.shape)}, not one number per row ({n} rows)")
+    return values
+
+
+# ---------------------------------------------------------------- CSV files
+
+
+def _open_text(path: Path):
+    """A text stream for a .csv, .csv.gz or .csv.bz2 file (UTF-8, a BOM is skipped)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file, with one clear error for each way it can be unreadable."""
+    if not path.exists():
+        raise UserError(f"no such data file: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a CSV file")
+    if len(delimiter) != 1:
+        raise UserError(f"the CSV delimiter must be one character, not {delimiter!r}")
+    csv.field_size_limit(1 << 30)
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            header = next(reader, None)
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: not valid CSV: {err}") from None
+    except (OSError, EOFError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if header is None or not any(h.strip() for h in header):
+        raise UserError(f"{path} is empty: a CSV data file starts with a header row naming its columns")
+    header = [h.strip() for h in header]
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise UserError(f"{path} has a header but no data rows")
+    return header, rows
+
+
+def _column_index(path: Path, header: list[str], name: str) -> int:
+    if name not in header:
+        from dslc.dsl.diagnostics import did_you_mean
+        hint = did_you_mean(name, header)
+        raise UserError(f"{path} has no column '{name}'" + (f"; {hint}" if hint else "")
+                        + f" (columns: {', '.join(header)})")
+    return header.index(name)
+
+
+def _numbers(path: Path, header: list[str], rows: list[list[str]], name: str) -> np.ndarray | str:
+    """The column as float64, or the reason it is not numeric (naming the first bad cell)."""
+    i = _column_index(path, header, name)
+    out = np.empty(len(rows), dtype=np.float64)
+    for r, row in enumerate(rows):
+        cell = row[i].strip() if i < len(row) else None
+        line = r + 2
+        if cell is None:
+            return f"{path}: row {line} has {len(row)} cells, so column '{name}' (number {i + 1}) is missing"
+        try:
+            out[r] = float(cell)
+        except ValueError:
+            what = "is empty" if not cell else f"holds {cell!r}, which is not a number"
+            return f"{path}: row {line}, column '{name}' {what}"
+    return out
+
+
+def load_csv(args: dict, ctx: LoadContext) -> SourceData:
+    """Numeric columns by header name: the listed `columns`, else every column (non-numeric ones unusable)."""
+    path = ctx.file(args["path"])
+    header, rows = _read_csv(path, args.get("delimiter") or ",")
+    names = args.get("columns") or header
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise UserError(f"{path}: the header names column(s) {', '.join(dup)} more than once")
+    columns, bad = {}, {}
+    for name in names:
+        values = _numbers(path, header, rows, name)
+        if isinstance(values, str):
+            if args.get("columns"):
+                raise UserError(values)
+            bad[name] = values
+        else:
+            columns[name] = values
+    return SourceData(columns=columns, facts={"kind": "table"}, root=str(path),
+                      bad_columns=bad)
+
+
+def load_text_csv(args: dict, ctx: LoadContext) -> SourceData:
+    """Texts tokenised into left-padded id sequences, and class indices, from two columns of a CSV file."""
+    path = ctx.file(args["path"])
+    notice = None
+    if not path.exists() and path.name == RT_POLARITY_SAMPLE.name:
+        notice = _notify(f"text_csv: {path} does not exist; using the bundled copy {RT_POLARITY_SAMPLE}")
+        path = RT_POLARITY_SAMPLE
+    header, rows = _read_csv(path)
+    ti = _column_index(path, header, args["text"])
+    li = _column_index(path, header, args["label"])
+    train_facts = ctx.like or {}
+    wanted = args.get("labels") or train_facts.get("labels")
+    found = [(row[ti] if ti < len(row) else "", row[li].strip()) for row in rows if li < len(row)]
+    labels = list(wanted) if wanted else sorted({label for _, label in found})
+    index = {label: i for i, label in enumerate(labels)}
+    kept = [(t, index[label]) for t, label in found if label in index]
+    if not kept:
+        seen = sorted({label for _, label in found})[:10]
+        raise UserError(f"{path}: no row has a label in {labels} (column '{args['label']}' holds: {', '.join(seen)})")
+    missing = [label for label in labels if label not in {lab for _, lab in found}]
+    if missing and not ctx.like:
+        raise UserError(f"{path}: no row has the label(s) {', '.join(map(repr, missing))} in column '{args['label']}'")
+    tokenizer = train_facts.get("tokenizer")     # a validation/test file is encoded like the training file
+    if tokenizer is None:
+        tokenizer = {"kind": args["tokenizer"], "lowercase": args["lowercase"], "max_len": args["max_len"],
+                     "vocab": None, "pad_side": "left"}
+    tokens = [text_lib.tokenize(t, tokenizer["kind"], tokenizer["lowercase"]) for t, _ in kept]
+    if tokenizer["vocab"] is None:
+        tokenizer["vocab"] = text_lib.build_vocab(tokens, args["vocab"], args["min_count"])
+    ids = text_lib.encode(tokens, tokenizer["vocab"], tokenizer["max_len"])
+    y = np.fromiter((c for _, c in kept), dtype=np.int64, count=len(kept))
+    facts = {"kind": "text", "labels": labels, "classes": len(labels), "tokenizer": tokenizer,
+             "dropped_rows": len(rows) - len(kept)}
+    return SourceData(columns={"tokens": ids, "label": y}, facts=facts, root=str(path), notice=notice)

@@ -1,0 +1,313 @@
+"""ONNX export of a spec's model: one self-describing file, verified before it is kept.
+
+`export_module` writes `module` to ONNX with the batch axis dynamic (and the
+length axis of inputs declared with a symbol such as `T`), inputs named as the
+spec declares them, outputs named after the spec (`output`, or one name per
+returned value) and the dslc metadata (`dslc.spec_name`, `dslc.spec_hash`,
+`dslc.version`, `dslc.labels`, `dslc.preprocessing`, `dslc.inputs`,
+`dslc.outputs`, plus `dslc.verification`). The file is written under a
+temporary name and only moved into place once `onnx_verify.verify` passes.
+`export_run` does the same for a trained run directory, on real samples of
+the run's data.
+
+Which exporter: torch.onnx's default (dynamo) one, except for models with
+recurrent layers (rnn, lstm, gru), which use the TorchScript exporter.
+Measured with torch 2.14.1: the dynamo exporter unrolls `rnn` over the example's
+time steps (a fixed length even in a fresh process), and after one GRU export in
+a process it freezes the next GRU export's length axis to the example length
+(the batch axis stays dynamic). The TorchScript exporter emits ONNX's own
+RNN/LSTM/GRU operators with a dynamic length axis, however many exports came
+before, and the two-length parity check would catch a regression.
+
+Recurrent layers with `carry_state=true` export stateless: in eval mode every
+call starts from a zero state, so the file maps each sequence on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+from dslc.errors import UserError
+
+DEFAULT_OPSET = 18
+RECURRENT = ("rnn", "lstm", "gru")
+
+
+# ---------------------------------------------------------------- names and axes
+
+
+def output_names(model_ir) -> list[str]:
+    """`output` for one output; else the name each returned value has in the spec, or `output_<i>`.
+
+    `return code, decoder(code)` gives ["code", "decoder"]: a binding keeps its name,
+    a block call is named after the block, anything else is `output_<i>`.
+    """
+    from dslc.compiler.ir import BlockCall, Ref
+    if len(model_ir.outputs) == 1:
+        return ["output"]
+    bindings = {repr(node): name for name, node in model_ir.steps}
+    names = []
+    for i, node in enumerate(model_ir.outputs):
+        name = bindings.get(repr(node)) or (node.name if isinstance(node, Ref) else
+                                            node.block if isinstance(node, BlockCall) else None)
+        if name is None or name in names or name in model_ir.inputs:
+            name = f"output_{i}"
+        names.append(name)
+    return names
+
+
+def input_axes(model_ir) -> dict[str, dict[int, str]]:
+    """Dynamic axes per input: 0 is `batch`, a symbolic per-sample dim keeps its symbol (`T`)."""
+    return {name: {0: "batch", **{1 + i: d for i, d in enumerate(shape.dims) if isinstance(d, str)}}
+            for name, shape in model_ir.inputs.items()}
+
+
+def output_axes(model_ir, names: list[str]) -> dict[str, dict[int, str]]:
+    return {name: {0: "batch", **{1 + i: d for i, d in enumerate(shape.dims) if isinstance(d, str)}}
+            for name, shape in zip(names, model_ir.output_shapes)}
+
+
+def uses_torchscript_exporter(model_ir) -> bool:
+    return model_ir.has_layer(*RECURRENT)
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def spec_hash(checked) -> str:
+    """The hash a training run records for this configuration (spec text, no overrides, its variant)."""
+    from dslc.runtime.training.run_dir import spec_hash as run_spec_hash
+    return run_spec_hash(checked.source.text, (), checked.variant)
+
+
+def default_preprocessing(checked) -> dict:
+    """The preprocessing recipe known without loading data (a run's summary records the loaded one)."""
+    if checked.data is None:
+        from dslc.compiler.shapes import DTYPES
+        return {"kind": "table", "labels": None,
+                "inputs": [{"name": n, "dtype": DTYPES[s.dtype], "shape": list(s.dims)}
+                           for n, s in checked.model.inputs.items()]}
+    from dslc.runtime.data.preprocessing import preprocessing_for
+    return preprocessing_for(checked, dict(checked.data.source.facts))
+
+
+def build_metadata(checked, outputs: list[str], given: dict | None) -> dict[str, str]:
+    """The dslc.* metadata_props (JSON strings where the value is structured)."""
+    from dslc import __version__
+    given = dict(given or {})
+    preprocessing = dict(given.get("preprocessing") or default_preprocessing(checked))
+    preprocessing["outputs"] = outputs
+    labels = given.get("labels", preprocessing.get("labels"))
+    if labels is None and checked.data:
+        labels = checked.data.source.facts.get("labels")
+    return {
+        "dslc.spec_name": str(given.get("spec_name") or Path(checked.source.path).stem),
+        "dslc.spec_hash": str(given.get("spec_hash") or spec_hash(checked)),
+        "dslc.version": __version__,
+        "dslc.labels": json.dumps(labels),
+        "dslc.preprocessing": json.dumps(preprocessing),
+        "dslc.inputs": json.dumps(list(checked.model.inputs)),
+        "dslc.outputs": json.dumps(outputs),
+        **{f"dslc.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in given.items()
+           if k not in ("spec_name", "spec_hash", "labels", "preprocessing", "inputs", "outputs", "version")},
+    }
+
+
+def set_metadata(model, props: dict[str, str]) -> None:
+    """Replace `model`'s metadata_props with these keys (others are kept)."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    for key, value in kept + list(props.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+# ---------------------------------------------------------------- export
+
+
+def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, metadata: dict | None = None,
+                  log=None) -> Path:
+    """Write `module` (built from `checked.model`) to ONNX at `out`, verified on `samples`.
+
+    `samples`: one tensor per model input, `[N, *declared dims]` (real rows, e.g. a
+    data split's inputs), or None to verify on sampled values. `metadata` may give
+    spec_name, spec_hash, labels, preprocessing (and extra keys, stored as dslc.<key>).
+    `log` receives the verification report. Raises UserError when the file fails
+    the checker or differs from the module by more than 1e-4 on any case.
+    """
+    import onnx
+    import torch
+
+    from dslc.runtime.export import onnx_verify
+
+    out = Path(out)
+    model_ir = checked.model
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if not 13 <= opset <= 23:
+        raise UserError(f"opset {opset} is not supported: use 13 to 23 (default {DEFAULT_OPSET})")
+    names = output_names(model_ir)
+    torchscript = uses_torchscript_exporter(model_ir)
+    if torchscript and opset > 20:
+        raise UserError(f"models with recurrent layers export with opset 13 to 20, not {opset}")
+
+    # A CPU copy in eval mode: the caller's module (perhaps training, perhaps on a GPU) is left alone.
+    module = copy.deepcopy(module).cpu().eval()
+    if hasattr(module, "reset_state"):
+        module.reset_state()
+    if samples is None:
+        samples = onnx_verify.sampled_inputs(model_ir)
+    samples = [torch.as_tensor(s).cpu() for s in samples]
+    lengths = onnx_verify.usable_lengths(module, model_ir, samples) or onnx_verify.LENGTHS
+    cases = onnx_verify.parity_cases(model_ir, samples, lengths=lengths)
+    example = tuple(cases[-1].inputs)      # the largest batch: never a size-1 axis that could be specialised
+
+    exporter = _export_torchscript if torchscript else _export_dynamo
+    try:
+        proto = exporter(module, example, model_ir, names, opset)
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"model {model_ir.name} cannot be exported to ONNX (opset {opset}): "
+                        f"{_first_line(err)}") from None
+    made = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if made != opset:
+        raise UserError(f"model {model_ir.name} could not be converted to opset {opset} (the exporter produced "
+                        f"opset {made}); use --opset {made} or higher")
+    proto.doc_string = f"dslc model {model_ir.name} ({Path(checked.source.path).name})"
+    set_metadata(proto, build_metadata(checked, names, metadata))
+
+    pending = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            onnx.save(proto, str(pending))
+        except OSError as err:
+            raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+        try:
+            report = onnx_verify.verify(pending, module, model_ir, cases, names, shown_as=out)
+        except UserError as err:
+            raise UserError(f"{err} ({out} was not written)") from None
+        set_metadata(proto, {"dslc.verification": json.dumps({
+            **report.summary(), "exporter": "torchscript" if torchscript else "dynamo", "opset": opset})})
+        onnx.save(proto, str(pending))
+        os.replace(pending, out)
+    finally:
+        pending.unlink(missing_ok=True)
+    if log:
+        log(str(report))
+    return out
+
+
+def _export_dynamo(module, example, model_ir, names, opset):
+    import torch
+    batch = torch.export.Dim("batch", min=1)
+    symbols = {}
+    shapes = []
+    for axes in input_axes(model_ir).values():
+        shapes.append({axis: batch if axis == 0 else symbols.setdefault(sym, torch.export.Dim(sym, min=1))
+                       for axis, sym in axes.items()})
+    with _quiet():
+        program = torch.onnx.export(module, example, None, dynamo=True, input_names=list(model_ir.inputs),
+                                    output_names=names, dynamic_shapes=(tuple(shapes),), opset_version=opset,
+                                    external_data=False, verbose=False)
+    return program.model_proto
+
+
+def _export_torchscript(module, example, model_ir, names, opset):
+    import onnx
+    import torch
+    buffer = io.BytesIO()
+    with _quiet():
+        torch.onnx.export(module, example, buffer, dynamo=False, input_names=list(model_ir.inputs),
+                          output_names=names, opset_version=opset,
+                          dynamic_axes={**input_axes(model_ir), **output_axes(model_ir, names)})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters' progress lines, log records and warnings (deprecation, RNN batch-size notes, version
+    conversion) are not for users: failures surface as exceptions, and the parity check decides whether
+    the file is right."""
+    import logging
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# ---------------------------------------------------------------- runs
+
+
+def export_run(run_dir, out=None, opset: int | None = None, variant: str | None = None, log=None) -> Path:
+    """Export a trained run's best weights to `out` (default: the spec's export.file, else RUN_DIR/model.onnx).
+
+    A relative export.file is placed inside the run directory. Verification uses real rows of the
+    run's data (test, else validation, else train split); when the data cannot be loaded it falls back
+    to sampled values and says so.
+    """
+    from dslc.runtime.training.run_dir import load_run
+    run = load_run(run_dir, variant=variant)
+    checked = run.checked
+    spec_export = checked.export
+    if out is None:
+        out = Path(run.path) / (spec_export.file if spec_export and spec_export.file else "model.onnx")
+        if not out.resolve().is_relative_to(Path(run.path).resolve()):    # the checker refuses such names too
+            raise UserError(f"export.file {spec_export.file!r} points outside the run directory {run.path}; "
+                            f"write elsewhere with --out")
+    if opset is None:
+        opset = spec_export.opset if spec_export else DEFAULT_OPSET
+    samples, note = run_samples(run)
+    summary = run.summary or {}
+    spec_path = summary.get("spec_path") or summary.get("spec")
+    metadata = {"spec_name": Path(spec_path).stem if spec_path else Path(checked.source.path).stem,
+                "spec_hash": summary.get("spec_hash"), "preprocessing": run.preprocessing or None}
+    if variant or summary.get("variant"):
+        metadata["variant"] = variant or summary.get("variant")
+    if note and log:
+        log(note)
+    return export_module(run.module, checked, samples, out, opset, metadata, log=log)
+
+
+def run_samples(run, rows: int = 64):
+    """Up to `rows` real input rows of the run's data, or (None, why) when the data is out of reach."""
+    from dslc.runtime.data.dataset import load_data
+    recorded = ((run.summary or {}).get("data") or {}).get("root")
+    roots = ([recorded] if recorded and Path(recorded).exists() else []) + [None]
+    for root in roots:               # where training read the data, then the spec's own resolution
+        try:
+            data = load_data(run.checked, data_root=root, download=False)
+            break
+        except UserError as err:
+            failure = err
+    else:
+        return None, f"note: verifying on sampled inputs, the run's data is unavailable ({failure})"
+    split = data.test or data.validation or data.train
+    if split is None or split.n == 0:
+        return None, "note: verifying on sampled inputs, the run's data has no rows"
+    return [x[:rows] for x in split.inputs], None
+
+
+def run_variants(run_dir) -> list[str]:
+    """The variants a run trained (empty for a run without variants)."""
+    from dslc.runtime.training.run_dir import read_summary
+    return list(read_summary(Path(run_dir)).get("variants") or {})

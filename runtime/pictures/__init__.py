@@ -1,0 +1,1 @@
+"""Pictures: plots of a run, the HTML report, the runs table and run comparisons."""

@@ -1,0 +1,1 @@
+"""Serving: exported models run with onnxruntime and numpy only (never torch): predict, serve."""

@@ -1,0 +1,334 @@
+"""Predictions: raw inputs through the model's recorded preprocessing, to labelled results.
+
+A model is an exported .onnx file (onnxruntime, no torch) or a training run
+directory (the trained torch module, via `load_run`). Both offer the same face:
+`.inputs` (InputSpec list, batch axis first), `.output_names`, `.preprocessing`,
+`.labels`, `.provider_line` and `.run(arrays, batch)`. `dslc predict` and
+`dslc serve` share the steps here: `open_model`, `model_inputs`, `predictions`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dslc.errors import UserError
+
+from dslc.runtime.serving.inference import InferenceSession, InputSpec, check_inputs, run_in_batches
+from dslc.runtime.serving.input_files import RawInputs, read_inputs
+
+SHAPE_DTYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "bool": "bool"}
+
+
+# ---------------------------------------------------------------- models
+
+
+def open_model(path, provider: str | None = None, variant: str | None = None, which: str = "best"):
+    """An .onnx file as an InferenceSession, or a run directory as its trained torch module."""
+    path = Path(path)
+    if path.is_dir():
+        if provider not in (None, "cpu", "cuda"):
+            raise UserError(f"--provider {provider} applies to .onnx models; a run directory runs with torch")
+        return TorchRunModel(path, variant, which, device=provider)
+    if variant is not None:
+        raise UserError("--variant applies to run directories, not to .onnx files")
+    if path.exists() and path.suffix.lower() != ".onnx":
+        raise UserError(f"{path}: expected an .onnx model or a training run directory")
+    return InferenceSession(path, provider)
+
+
+class TorchRunModel:
+    """A training run's trained module behind the same face as InferenceSession (torch imported here only)."""
+
+    def __init__(self, run_dir: Path, variant: str | None, which: str, device: str | None = None):
+        import torch
+        from dslc.runtime.export.onnx_export import output_names
+        from dslc.runtime.training.run_dir import load_run
+        run = load_run(run_dir, variant=variant, which=which)
+        self.preprocessing = dict(run.preprocessing or {})
+        model = run.checked.model
+        self.inputs = [InputSpec(name, np.dtype(SHAPE_DTYPES.get(shape.dtype, "float32")), ("batch", *shape.dims))
+                       for name, shape in model.inputs.items()]
+        self.input_names = [s.name for s in self.inputs]
+        self.output_names = output_names(model)          # as the exported file names them
+        self.labels = self.preprocessing.get("labels")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--provider cuda: torch sees no CUDA device")
+        self.module = run.module.to(self.device).eval()
+        self.provider_line = f"torch {torch.__version__}: running {run.path} ({which} checkpoint) on {self.device}"
+
+    def run(self, inputs, batch: int | None = None) -> list[np.ndarray]:
+        return run_in_batches(self._run_once, check_inputs(inputs, self.inputs), batch)
+
+    def _run_once(self, arrays):
+        import torch
+        with torch.no_grad():
+            if hasattr(self.module, "reset_state"):
+                self.module.reset_state()      # every batch starts fresh, as the exported graph does
+            out = self.module(*[torch.from_numpy(a).to(self.device) for a in arrays])
+        return [o.detach().float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy()
+                for o in (out if isinstance(out, tuple) else (out,))]
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _prepare(raw, preprocessing: dict, source: str) -> list[np.ndarray]:
+    """runtime.preprocessing.prepare_inputs, its refusals prefixed with where the inputs came from."""
+    from dslc.runtime.data.preprocessing import prepare_inputs
+    try:
+        return prepare_inputs(raw, preprocessing)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
+
+
+def _per_sample_size(spec: InputSpec) -> int | None:
+    dims = spec.shape[1:]
+    return math.prod(dims) if all(isinstance(d, int) for d in dims) else None
+
+
+def _image_size(spec: InputSpec, prep: dict) -> tuple[int, int] | None:
+    """(height, width) of the pictures the model reads: the recorded image column's shape, else the input's."""
+    columns = prep.get("columns") or []
+    recorded = (prep.get("column_shapes") or {}).get(columns[0]) if len(columns) == 1 else None
+    dims = [d for d in (recorded if recorded is not None else spec.shape[1:]) if d != 1]
+    if len(dims) >= 2 and all(isinstance(d, int) for d in dims[-2:]):
+        return dims[-2], dims[-1]
+    size = math.prod(dims) if dims and all(isinstance(d, int) for d in dims) else None
+    if size and math.isqrt(size) ** 2 == size:
+        return math.isqrt(size), math.isqrt(size)
+    return None
+
+
+def add_batch_axis(arrays: list[np.ndarray], specs: list[InputSpec]) -> list[np.ndarray]:
+    """One sample (rank one below the declared rank) becomes a batch of one; others pass unchanged."""
+    return [a[None] if np.ndim(a) == len(s.shape) - 1 else a for a, s in zip(arrays, specs)]
+
+
+def model_inputs(raw: RawInputs, model) -> list[np.ndarray]:
+    """The model's inputs for what a file or request holds, using the model's recorded preprocessing."""
+    prep = model.preprocessing or {}
+    kind = prep.get("kind")
+    if raw.kind == "arrays" and kind == "image" and len(model.inputs) == 1 and isinstance(raw.value, list) \
+            and np.asarray(raw.value[0]).dtype == np.uint8:
+        raw = RawInputs("image", np.asarray(raw.value[0]), raw.source)   # 0-255 pixels, not model inputs
+    if raw.kind == "arrays":
+        arrays = _arrays_by_input(raw, model)
+        return add_batch_axis(arrays, model.inputs)
+    if raw.kind == "image":
+        return _image_inputs(raw, model, prep)
+    if raw.kind == "columns":
+        return _column_inputs(raw, model, prep)
+    if raw.kind == "rows":
+        return _row_inputs(raw, model, prep)
+    if raw.kind == "text":
+        if not prep.get("tokenizer"):
+            raise UserError(f"{raw.source}: this model records no tokenizer, so it does not read text")
+        return _prepare(list(raw.value), prep, raw.source)
+    raise ValueError(f"unknown raw input kind {raw.kind!r}")
+
+
+def _arrays_by_input(raw: RawInputs, model) -> list[np.ndarray]:
+    names = [s.name for s in model.inputs]
+    if isinstance(raw.value, dict):
+        missing = [n for n in names if n not in raw.value]
+        extra = [n for n in raw.value if n not in names]
+        if missing or extra:
+            what = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                           extra and f"unknown {', '.join(extra)}"]))
+            raise UserError(f"{raw.source}: inputs are named {', '.join(names)} ({what})")
+        return [raw.value[n] for n in names]
+    if len(raw.value) != len(names):
+        raise UserError(f"{raw.source}: the model takes {len(names)} inputs ({', '.join(names)}); "
+                        f"give them as a .npz archive with those names")
+    return list(raw.value)
+
+
+def _image_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
+    if prep.get("kind") != "image":
+        takes = f"{prep['kind']} inputs" if prep.get("kind") else "no recorded image preprocessing"
+        raise UserError(f"{raw.source}: this model has {takes}; it does not read images")
+    pixels = np.asarray(raw.value)
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    if pixels.ndim != 3:
+        raise UserError(f"{raw.source}: images must be grey pixels [N, height, width]; got shape {list(pixels.shape)}")
+    size = _image_size(model.inputs[0], prep)
+    if size and tuple(pixels.shape[1:]) != size:
+        h, w = pixels.shape[1:]
+        raise UserError(f"{raw.source}: the image is {w}x{h} pixels; the model takes {size[1]}x{size[0]} grey images")
+    return _prepare(pixels, prep, raw.source)
+
+
+def _wide_column(prep: dict) -> str | None:
+    """The one raw column the model reads when it holds several values per sample (pixels, a sequence)."""
+    columns = prep.get("columns") or []
+    if len(columns) != 1:
+        return None
+    dims = (prep.get("column_shapes") or {}).get(columns[0])
+    return columns[0] if dims else None
+
+
+def _column_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
+    """A .csv with a header: the recorded columns by name (or a table of pixels / values for one wide column)."""
+    columns = raw.value
+    table = RawInputs("rows", np.stack(list(columns.values()), axis=1), raw.source)
+    wanted = prep.get("columns")
+    if wanted:
+        if all(c in columns for c in wanted):
+            return _prepare({c: columns[c] for c in wanted}, prep, raw.source)
+        if _wide_column(prep):
+            return _row_inputs(table, model, prep)
+        missing = [c for c in wanted if c not in columns]
+        raise UserError(f"{raw.source}: no column {', '.join(repr(c) for c in missing)} "
+                        f"(the model reads {', '.join(wanted)}; the file has {', '.join(columns)})")
+    names = [s.name for s in model.inputs]
+    if all(n in columns for n in names):                 # no recorded preprocessing: one column per input
+        return [columns[n] for n in names]
+    return _row_inputs(table, model, prep)
+
+
+def _row_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
+    """A numeric table, one sample per row: the values of one wide column, the recorded columns in
+    order, or (without recorded preprocessing) the one input's values."""
+    rows = raw.value
+    wanted = prep.get("columns") or []
+    wide = _wide_column(prep)
+    if wide:
+        dims = prep["column_shapes"][wide]
+        if all(isinstance(d, int) for d in dims) and math.prod(dims) != rows.shape[1]:
+            raise UserError(f"{raw.source}: rows have {rows.shape[1]} values; the model reads {math.prod(dims)} "
+                            f"per sample (column '{wide}' of shape {list(dims)})")
+        return _prepare({wide: rows}, prep, raw.source)
+    if wanted and rows.shape[1] == len(wanted):
+        return _prepare({c: rows[:, i] for i, c in enumerate(wanted)}, prep, raw.source)
+    if wanted:
+        raise UserError(f"{raw.source}: rows have {rows.shape[1]} values; the model reads {len(wanted)} "
+                        f"column(s) ({', '.join(wanted)}); add a header naming them")
+    if len(model.inputs) == 1:
+        spec = model.inputs[0]
+        size = _per_sample_size(spec)
+        if size == rows.shape[1]:
+            return [rows.reshape((rows.shape[0], *spec.shape[1:]))]
+        if size is not None:
+            raise UserError(f"{raw.source}: rows have {rows.shape[1]} values; input '{spec.name}' "
+                            f"takes {size} per sample ({spec.describe()})")
+    names = ", ".join(s.name for s in model.inputs)
+    raise UserError(f"{raw.source}: cannot tell which columns feed the model's inputs ({names}); "
+                    f"name the columns after the inputs")
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def is_classifier(model, outputs: list[np.ndarray]) -> bool:
+    """One [N, classes] output from a model recorded as a classifier (or, with no task recorded, labels that fit)."""
+    labels = model.labels
+    task = (model.preprocessing or {}).get("task")
+    if len(outputs) != 1 or outputs[0].ndim != 2 or task not in (None, "classification"):
+        return False
+    if labels is not None and outputs[0].shape[1] != len(labels):
+        return False
+    return task == "classification" or labels is not None
+
+
+def _value(x):
+    x = np.asarray(x)
+    return x.item() if x.ndim == 0 else x.tolist()
+
+
+def predictions(model, outputs: list[np.ndarray]) -> list[dict]:
+    """One dict per sample: label, class and probability for classifiers; named values otherwise."""
+    if is_classifier(model, outputs):
+        scores = outputs[0].astype(np.float64)
+        already = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+        probs = scores if already else softmax(scores)
+        best = probs.argmax(axis=1)
+        labels = model.labels
+        return [{"label": labels[c] if labels else int(c), "class": int(c), "probability": float(p[c]),
+                 "probabilities": [float(v) for v in p]} for c, p in zip(best, probs)]
+    return [{name: _value(out[i]) for name, out in zip(model.output_names, outputs)}
+            for i in range(len(outputs[0]))]
+
+
+def _short(value) -> str:
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return f"{array.item():.6g}"
+    return np.array2string(array, precision=4, threshold=8, edgeitems=3, max_line_width=10_000)
+
+
+def format_table(rows: list[dict], texts: list[str] | None = None) -> str:
+    """A plain table, one line per sample (with the text when the inputs were texts)."""
+    if rows and "label" in rows[0]:
+        header, lines = ["sample", "label", "probability"], [[str(i), str(r["label"]), f"{r['probability']:.4f}"]
+                                                             for i, r in enumerate(rows)]
+    else:
+        names = list(rows[0]) if rows else []
+        header = ["sample", *names]
+        lines = [[str(i), *(_short(r[n]) for n in names)] for i, r in enumerate(rows)]
+    if texts is not None:
+        header.append("text")
+        for line, text in zip(lines, texts):
+            line.append(text if len(text) <= 60 else text[:57] + "...")
+    widths = [max(len(row[c]) for row in [header, *lines]) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *lines])
+
+
+def check_out_path(path, output_names: list[str]) -> str:
+    """The format --out asks for (npy, npz, jsonl), checked before any work is done."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".jsonl"):
+        raise UserError(f"--out {path}: write .npy, .npz or .jsonl")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    if suffix == ".npy" and len(output_names) != 1:
+        raise UserError(f"--out {path}: the model has {len(output_names)} outputs "
+                        f"({', '.join(output_names)}); write .npz or .jsonl instead")
+    return suffix[1:]
+
+
+def write_predictions(path, model, outputs: list[np.ndarray], rows: list[dict]) -> None:
+    """Raw outputs to .npy (one output) or .npz (by name), or one JSON line per sample to .jsonl."""
+    kind = check_out_path(path, model.output_names)
+    if kind == "npy":
+        np.save(path, outputs[0])
+    elif kind == "npz":
+        np.savez(path, **dict(zip(model.output_names, outputs)))
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def cmd_predict(args) -> int:
+    import sys
+    if args.batch < 1:
+        raise UserError(f"--batch: the batch size must be at least 1; got {args.batch}")
+    model = open_model(args.model, args.provider, args.variant, args.checkpoint)
+    if args.out:
+        check_out_path(args.out, model.output_names)
+    raw = read_inputs(args.input)
+    inputs = check_inputs(model_inputs(raw, model), model.inputs)   # every input error before any output
+    print(model.provider_line, file=sys.stderr)
+    outputs = model.run(inputs, batch=args.batch)
+    rows = predictions(model, outputs)
+    if args.out:
+        write_predictions(args.out, model, outputs, rows)
+        print(f"wrote {len(rows)} prediction(s) to {args.out}")
+    else:
+        print(format_table(rows, raw.value if raw.kind == "text" else None))
+    return 0
