@@ -13,30 +13,21 @@ from pathlib import Path
 from dslc.dsl import ast
 from dslc.errors import SpecError
 from dslc.dsl.diagnostics import Diagnostic, Report, Source, did_you_mean
-from dslc.dsl.format import format_expr
 from dslc.dsl.parse import parse, read_spec, relocate
 
-from .data_sources import DATA_FUNCTIONS, DATA_SOURCES
-from .functions import FUNCTIONS
+from .data_check import DATA_KEYS, DataChecks
+from .expr_check import Bail as _Bail
 from .initializers import INITIALIZERS
-from .ir import CallIR, CheckedSpec, DataIR, ExportIR, InitIR, LossIR, ModelIR, SourceIR, TrainIR
-from .layers import LAYERS
-from .losses import LOSSES
-from .metrics import METRICS
+from .ir import CallIR, CheckedSpec, DataIR, ExportIR, InitIR, LossIR, ModelIR, TrainIR
+from .loss_check import LossChecks
 from .model_check import ModelChecker
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
-from .shapes import ShapeError, TensorShape, broadcast
-from .values import Arg, CallValue, Evaluator, Facts, NotConstant, Symbol, Value, bind, positive, probability
+from .values import Arg, CallValue, Evaluator, NotConstant, Symbol, Value, bind, positive
 
-DATA_KEYS = ("source", "inputs", "targets", "batch", "shuffle", "validation", "test", "seed")
 TRAIN_KEYS = ("model", "loss", "optimizer", "schedule", "warmup_steps", "epochs", "steps", "metrics", "evaluate",
               "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint")
 EXPORT_KEYS = ("format", "opset", "file", "auto")
-
-
-class _Bail(Exception):
-    pass
 
 
 # ---------------------------------------------------------------- overrides and variants
@@ -124,7 +115,9 @@ def _literal_kind(e) -> str | None:
 # ---------------------------------------------------------------- the checker
 
 
-class SpecChecker:
+class SpecChecker(DataChecks, LossChecks):
+    """Checks one configuration of a spec into a CheckedSpec (data and loss checks come from the mixins)."""
+
     def __init__(self, spec: ast.Spec, source: Source, variant: str | None):
         self.spec = spec
         self.source = source
@@ -245,185 +238,6 @@ class SpecChecker:
             except NotConstant:
                 self.ev.failed.add(let.name)
 
-    # ------------------------------------------------------------ data
-
-    def check_data(self) -> DataIR | None:
-        block = self.spec.block("data")
-        if block is None:
-            return None
-        s = self.settings(block, DATA_KEYS)
-        try:
-            if "source" not in s:
-                self.report.error("the data block needs a `source`", block.span,
-                                  "e.g. source = mnist(root=\"data/mnist\"); sources: " + ", ".join(DATA_SOURCES))
-                raise _Bail
-            source = self.source_call(s["source"].value)
-            self.lets["data"] = Facts("data", {k: v for k, v in source.facts.items()
-                                               if isinstance(v, (int, float, str, list)) and k != "columns"})
-            columns = source.facts.get("columns")
-            inputs, input_names = self.column_exprs(s.get("inputs"), columns, source.facts.get("inputs"), "inputs")
-            targets, target_names = self.column_exprs(s.get("targets"), columns, source.facts.get("targets"), "targets")
-            batch = None
-            if "batch" in s:
-                v = self.value(s["batch"])
-                if isinstance(v, Symbol) and v.name == "all":
-                    batch = None
-                else:
-                    batch = self.typed(s["batch"], "int", check=positive)
-            shuffle = self.typed(s.get("shuffle"), "bool", source.facts.get("kind") != "sequence")
-            validation = self.split(s.get("validation"))
-            test = self.split(s.get("test"))
-            if isinstance(validation, float) and isinstance(test, float) and validation + test >= 1:
-                self.report.error("validation and test fractions leave nothing to train on", s["test"].span)
-            seed = self.typed(s.get("seed"), "int", 0)
-            source.facts["input_shapes"] = self.expr_shapes(inputs, input_names, columns)
-            source.facts["target_shapes"] = self.expr_shapes(targets, target_names, columns)
-            return DataIR(source, inputs, targets, input_names, target_names, batch, shuffle, validation, test, seed)
-        except _Bail:
-            self.lets.setdefault("data", Facts("data", {}))
-            return None
-
-    def source_call(self, e) -> SourceIR:
-        if isinstance(e, ast.Var):
-            e = ast.Call(func=e, args=[], span=e.span)
-        if not isinstance(e, ast.Call) or not isinstance(e.func, ast.Var):
-            self.report.error("a data source is a call such as mnist(root=\"data\")", e.span,
-                              "sources: " + ", ".join(DATA_SOURCES))
-            raise _Bail
-        name = e.func.name
-        src = DATA_SOURCES.get(name)
-        if src is None:
-            self.report.error(f"unknown data source '{name}'", e.func.span,
-                              did_you_mean(name, DATA_SOURCES) or "sources: " + ", ".join(DATA_SOURCES))
-            raise _Bail
-        declared = {a.name for a in src.args}
-        plain, columns = [], {}
-        for a in e.args:
-            if src.column_args and a.name and a.name not in declared:
-                if a.name in columns:
-                    self.report.error(f"column '{a.name}' is defined twice", a.span)
-                    raise _Bail
-                if src.column_args == "values":
-                    try:
-                        v = self.ev(a.value)
-                    except NotConstant:
-                        raise _Bail from None
-                    if not (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-                        self.report.error(f"column '{a.name}' must be a list of numbers", a.value.span)
-                        raise _Bail
-                    columns[a.name] = [float(x) for x in v]
-                else:
-                    allowed = set(columns) | ({"t"} if name == "sequence" else set())
-                    self.data_expr(a.value, allowed, src.functions)
-                    columns[a.name] = a.value
-            elif src.column_args and a.name is None and not any(x.name is None for x in [a]) and name in ("table", "generate"):
-                self.report.error(f"{name} takes named columns: {name}(x=..., y=...)", a.span)
-                raise _Bail
-            else:
-                plain.append(a)
-        values = self.ev.values(plain)
-        if values is None:
-            raise _Bail
-        args = bind(name, src.args, values, e.span, self.report, known_names=list(self.lets))
-        if args is None:
-            raise _Bail
-        args.pop("__spans__")
-        if src.column_args and not columns:
-            self.report.error(f"{name} needs at least one column", e.span, f"e.g. {name}(x=..., y=...)")
-            raise _Bail
-        if src.column_args == "values":
-            lengths = {len(v) for v in columns.values()}
-            if len(lengths) > 1:
-                self.report.error("the columns of a table must have the same length: "
-                                  + ", ".join(f"{k} has {len(v)}" for k, v in columns.items()), e.span)
-                raise _Bail
-        if name == "text_csv" and args["labels"] is not None and not (
-                isinstance(args["labels"], list) and args["labels"] and all(isinstance(x, str) for x in args["labels"])):
-            self.report.error("labels must be a list of strings, e.g. labels=[\"neg\", \"pos\"]", e.span)
-            raise _Bail
-        if name == "csv" and args["columns"] is not None and not (
-                isinstance(args["columns"], list) and all(isinstance(x, str) for x in args["columns"])):
-            self.report.error("columns must be a list of column names as strings", e.span)
-            raise _Bail
-        facts = src.facts(args, columns)
-        args["columns"] = columns if src.column_args else args.get("columns")
-        return SourceIR(name, args, facts, e.span)
-
-    def data_expr(self, e, names: set[str], functions) -> None:
-        """Report names and functions a data expression may not use."""
-        if isinstance(e, (ast.Number,)):
-            return
-        if isinstance(e, ast.Var):
-            if e.name in names:
-                return
-            if e.name in self.ev.failed:
-                raise _Bail
-            v = self.lets.get(e.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.ev.used.add(e.name)
-                return
-            self.report.error(f"unknown column '{e.name}'", e.span, did_you_mean(e.name, sorted(names)) or
-                              ("columns: " + ", ".join(sorted(names)) if names else None))
-            raise _Bail
-        if isinstance(e, ast.Neg):
-            return self.data_expr(e.operand, names, functions)
-        if isinstance(e, ast.BinOp):
-            self.data_expr(e.left, names, functions)
-            return self.data_expr(e.right, names, functions)
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
-            if e.func.name not in functions:
-                self.report.error(f"unknown function '{e.func.name}' in a data expression", e.func.span,
-                                  did_you_mean(e.func.name, functions))
-                raise _Bail
-            for a in e.args:
-                self.data_expr(a.value, names, functions)
-            return
-        self.report.error("a data expression computes with columns, numbers and functions", e.span)
-        raise _Bail
-
-    def column_exprs(self, s, columns, default, what):
-        if s is None:
-            if default is None:
-                if columns is not None and what == "inputs":
-                    self.report.error("this source needs `inputs = [...]` naming its input columns",
-                                      self.spec.block("data").span, "columns: " + ", ".join(columns))
-                    raise _Bail
-                return None, []
-            return None, list(default)
-        e = s.value
-        items = e.items if isinstance(e, ast.ListExpr) else [e]
-        if not items:
-            self.report.error(f"`{what}` is empty", e.span)
-            raise _Bail
-        if columns is not None:
-            for item in items:
-                self.data_expr(item, set(columns), ("sin", "cos", "exp", "log", "abs", "sqrt", "tanh"))
-        names = [i.name if isinstance(i, ast.Var) else format_expr(i) for i in items]
-        return items, names
-
-    def expr_shapes(self, exprs, names, columns) -> list[TensorShape] | None:
-        if columns is None:
-            return None
-        if exprs is None:
-            return [columns[n] for n in names]
-        return [self._data_shape(e, columns) for e in exprs]
-
-    def _data_shape(self, e, columns) -> TensorShape:
-        if isinstance(e, ast.Var) and e.name in columns:
-            return columns[e.name]
-        shape = TensorShape("f32", ())
-        for child in _children(e):
-            shape = broadcast(shape, self._data_shape(child, columns))
-        return shape if shape.dtype != "i64" or isinstance(e, ast.Var) else TensorShape("f32", shape.dims)
-
-    def split(self, s):
-        if s is None:
-            return None
-        e = s.value
-        if isinstance(e, ast.Call):
-            return self.source_call(e)
-        return self.typed(s, "float", check=lambda v: None if 0 < v < 1 else "must be a fraction between 0 and 1")
-
     # ------------------------------------------------------------ models
 
     def check_models(self) -> dict[str, ModelIR]:
@@ -436,27 +250,6 @@ class SpecChecker:
             if ir is not None and m.name not in models:
                 models[m.name] = ir
         return models
-
-    def check_data_fits_model(self, data: DataIR, model: ModelIR) -> None:
-        shapes = data.source.facts.get("input_shapes")
-        if shapes is None:
-            return
-        if len(shapes) != len(model.inputs):
-            self.report.error(f"model {model.name} takes {len(model.inputs)} input(s) but the data gives "
-                              f"{len(shapes)} ({', '.join(data.input_names)})", model.span,
-                              "make the data block's `inputs` list match the model's inputs")
-            return
-        for (name, want), got in zip(model.inputs.items(), shapes):
-            span = next((i.span for m in self.spec.models if m.name == model.name for i in m.inputs if i.name == name),
-                        model.span)
-            if want.is_int != got.is_int:
-                self.report.error(f"input {name} is {want} but the data gives {got}", span,
-                                  "token ids are i64; measurements and pixels are f32")
-                continue
-            wn, gn = want.numel(), got.numel()
-            if wn is not None and gn is not None and wn != gn:
-                self.report.error(f"input {name} is {want} ({wn} values) but the data gives {got} ({gn} values)",
-                                  span, f"declare the input as {got.with_dims(got.dims, want.dtype)}")
 
     # ------------------------------------------------------------ training
 
@@ -548,77 +341,6 @@ class SpecChecker:
         self.report.error(f"`{s.key}` is written every(epochs=N) or every(steps=N)", s.value.span)
         raise _Bail
 
-    def check_metrics(self, s, model: ModelIR | None, data: DataIR) -> list[CallIR]:
-        if s is None:
-            return []
-        e = s.value
-        items = e.items if isinstance(e, ast.ListExpr) else [e]
-        out = []
-        for item in items:
-            out_call = self.catalog_call(ast.Setting(target=["metric"], value=item, span=item.span), METRICS, "metric", None)
-            if model is not None and out_call.name in ("accuracy", "top_k") and not self._is_classifier(model, data):
-                self.report.error(f"{out_call.name} needs class scores and class labels", item.span,
-                                  "use mse or mae for regression")
-                raise _Bail
-            out.append(out_call)
-        return out
-
-    def _is_classifier(self, model: ModelIR, data: DataIR) -> bool:
-        shapes = data.source.facts.get("target_shapes")
-        return (len(model.output_shapes) == 1 and model.output_shapes[0].rank == 1
-                and bool(shapes) and len(shapes) == 1 and shapes[0].is_int)
-
-    def check_loss(self, s, model: ModelIR, data: DataIR, block) -> LossIR:
-        if s is None:
-            self.report.error("the train block needs a `loss`", block.span,
-                              "e.g. loss = cross_entropy, or loss = mean((output - y) ** 2)")
-            raise _Bail
-        e = s.value
-        if isinstance(e, ast.Var) and e.name in LOSSES:
-            loss = LOSSES[e.name]
-            call = CallIR(e.name, {a.name: a.default for a in loss.args}, e.span)
-            self.builtin_loss_fits(call, model, data, e.span)
-            return LossIR(builtin=call, text=format_expr(e))
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var) and e.func.name in LOSSES and all(a.name for a in e.args):
-            call = self.catalog_call(s, LOSSES, "loss", None)
-            self.builtin_loss_fits(call, model, data, e.span)
-            return LossIR(builtin=call, text=format_expr(e))
-        if isinstance(e, ast.Var) and e.name not in self.lets:
-            self.report.error(f"unknown loss '{e.name}'", e.span,
-                              did_you_mean(e.name, LOSSES) or "losses: " + ", ".join(LOSSES))
-            raise _Bail
-        env = LossEnv(self, model, data)
-        t = env.expr(e)
-        if t[1]:
-            self.report.error("the loss must be one number per batch, but this is one per sample", e.span,
-                              "wrap it in mean(...)")
-            raise _Bail
-        if t[0] is not None and t[0].rank != 0:
-            self.report.error(f"the loss must be one number, but this has shape {t[0].dims_text}", e.span)
-            raise _Bail
-        return LossIR(expr=e, text=format_expr(e))
-
-    def builtin_loss_fits(self, call: CallIR, model: ModelIR, data: DataIR, span) -> None:
-        if len(model.output_shapes) != 1:
-            self.report.error(f"model {model.name} has {len(model.output_shapes)} outputs; say which one the loss uses",
-                              span, f"e.g. loss = {call.name}(output[0], {data.target_names[0] if data.target_names else 'y'})"
-                              if call.name else None)
-            raise _Bail
-        targets = data.source.facts.get("target_shapes")
-        if not data.target_names:
-            self.report.error(f"the data gives no targets for {call.name}", span, "add targets = [COLUMN] to the data block")
-            raise _Bail
-        if targets is None:
-            return
-        if len(targets) != 1:
-            self.report.error(f"{call.name} compares the output with one target, but the data gives {len(targets)}", span)
-            raise _Bail
-        try:
-            loss_fits(LOSSES[call.name], model.output_shapes[0], targets[0], data.source.facts.get("classes"))
-        except ShapeError as err:
-            self.report.error(err.message, span, err.hint)
-            raise _Bail from None
-
     # ------------------------------------------------------------ init and export
 
     def check_init(self, models: dict[str, ModelIR], train: TrainIR | None) -> list[InitIR]:
@@ -678,152 +400,6 @@ _EARLY = type("EarlyStopping", (), {"args": [Arg("patience", "int", 5, check=pos
                                              Arg("metric", "str", "val_loss"),
                                              Arg("mode", "str", "min", choices=("min", "max")),
                                              Arg("min_delta", "float", 0.0)]})()
-
-
-def loss_fits(loss, output: TensorShape, target: TensorShape, classes: int | None) -> None:
-    """Raise ShapeError when a built-in loss cannot compare this output with this target."""
-    if not output.is_float:
-        raise ShapeError(f"{loss.name} needs floating-point outputs, not {output}")
-    if loss.target == "class":
-        if not target.is_int:
-            raise ShapeError(f"{loss.name} compares class scores with integer class labels, but the target is {target}",
-                             "for regression use mse or l1")
-        if output.rank != target.rank + 1:
-            raise ShapeError(f"{loss.name} needs one score per class, [classes], but the output is {output.dims_text}",
-                             "end the model with linear(data.classes)")
-        if classes is not None and isinstance(output.dims[0], int) and output.dims[0] != classes:
-            raise ShapeError(f"the model gives {output.dims[0]} class scores but the data has {classes} classes",
-                             "use linear(data.classes) as the last layer")
-        return
-    if target.is_int and loss.name != "mse":
-        raise ShapeError(f"{loss.name} compares values, but the target holds integer class labels",
-                         "for classification use cross_entropy")
-    if target.is_int:
-        raise ShapeError(f"{loss.name} compares values, but the target holds integer class labels {target}",
-                         "for classification use cross_entropy")
-    on, tn = output.numel(), target.numel()
-    if on is not None and tn is not None and on != tn:
-        raise ShapeError(f"{loss.name}: the output {output.dims_text} and the target {target.dims_text} differ in size")
-
-
-def _children(e):
-    if isinstance(e, ast.BinOp):
-        return [e.left, e.right]
-    if isinstance(e, ast.Neg):
-        return [e.operand]
-    if isinstance(e, ast.Call):
-        return [a.value for a in e.args]
-    return []
-
-
-class LossEnv:
-    """Types a loss expression: (shape, per_sample) over output, targets, inputs, params and numbers."""
-
-    def __init__(self, checker: SpecChecker, model: ModelIR, data: DataIR):
-        self.c = checker
-        self.report = checker.report
-        self.names: dict[str, tuple] = {}
-        outs = model.output_shapes
-        self.names["output"] = (outs[0], True) if len(outs) == 1 else (tuple(outs), True)
-        shapes = data.source.facts.get("target_shapes") or [None] * len(data.target_names)
-        for n, sh in zip(data.target_names, shapes):
-            self.names[n] = (sh, True)
-        if len(data.target_names) == 1:
-            self.names.setdefault("target", (shapes[0], True))
-        for n, sh in model.inputs.items():
-            self.names[n] = (sh, True)
-        for p in model.params:
-            self.names[p.name] = (p.shape, False)
-        self.classes = data.source.facts.get("classes")
-
-    def expr(self, e) -> tuple:
-        r = self.report
-        if isinstance(e, ast.Number):
-            return TensorShape("f32", ()), False
-        if isinstance(e, ast.Var):
-            if e.name in self.names:
-                return self.names[e.name]
-            if e.name in self.c.ev.failed:
-                raise _Bail
-            v = self.c.lets.get(e.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.c.ev.used.add(e.name)
-                return TensorShape("f32", ()), False
-            r.error(f"unknown name '{e.name}' in the loss", e.span,
-                    did_you_mean(e.name, list(self.names) + list(LOSSES) + list(FUNCTIONS))
-                    or "the loss can use: " + ", ".join(self.names))
-            raise _Bail
-        if isinstance(e, ast.Index):
-            base = self.expr(e.value)
-            if not isinstance(base[0], tuple):
-                r.error("only a model with several outputs can be indexed: output[0], output[1]", e.span)
-                raise _Bail
-            if not (isinstance(e.index, ast.Number) and isinstance(e.index.value, int)):
-                r.error("an output index is a whole number", e.index.span)
-                raise _Bail
-            if not 0 <= e.index.value < len(base[0]):
-                r.error(f"the model has {len(base[0])} outputs; output[{e.index.value}] does not exist", e.index.span,
-                        f"use output[0] to output[{len(base[0]) - 1}]")
-                raise _Bail
-            return base[0][e.index.value], True
-        if isinstance(e, ast.Neg):
-            return self.scalar_op(self.expr(e.operand), e)
-        if isinstance(e, ast.BinOp):
-            a, b = self.scalar_op(self.expr(e.left), e.left), self.scalar_op(self.expr(e.right), e.right)
-            try:
-                shape = broadcast(a[0], b[0]) if a[1] == b[1] or not (a[1] and b[1]) else None
-            except ShapeError as err:
-                r.error(err.message, e.span, err.hint)
-                raise _Bail from None
-            if a[1] != b[1] and a[0].rank and b[0].rank:
-                r.error("cannot combine a per-sample value with a batch total here", e.span,
-                        "reduce both with mean(...) first")
-                raise _Bail
-            return (shape if a[1] or not b[1] else b[0]), a[1] or b[1]
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
-            name = e.func.name
-            if name in LOSSES:
-                pos = [a for a in e.args if a.name is None]
-                if len(pos) != 2:
-                    r.error(f"{name}(...) in a loss expression takes the output and the target: {name}(output, y)", e.span)
-                    raise _Bail
-                kw = [a for a in e.args if a.name]
-                if kw:
-                    values = self.c.ev.values(kw)
-                    if values is None or bind(name, LOSSES[name].args, values, e.span, self.report) is None:
-                        raise _Bail
-                o, t = self.expr(pos[0].value), self.expr(pos[1].value)
-                if isinstance(o[0], tuple) or isinstance(t[0], tuple):
-                    r.error("the model has several outputs; pick one with output[i]", e.span)
-                    raise _Bail
-                try:
-                    loss_fits(LOSSES[name], o[0], t[0], self.classes)
-                except ShapeError as err:
-                    r.error(err.message, e.span, err.hint)
-                    raise _Bail from None
-                return TensorShape("f32", ()), False
-            f = FUNCTIONS.get(name)
-            if f is None:
-                r.error(f"unknown function '{name}' in the loss", e.func.span,
-                        did_you_mean(name, list(FUNCTIONS) + list(LOSSES)))
-                raise _Bail
-            if len(e.args) != 1 or e.args[0].name:
-                r.error(f"{name}(...) takes one value", e.span)
-                raise _Bail
-            x = self.scalar_op(self.expr(e.args[0].value), e.args[0].value)
-            if f.kind == "reduce":
-                return TensorShape("f32", ()), False
-            return x
-        r.error("a loss is an expression over output, the targets, inputs, params and numbers", e.span)
-        raise _Bail
-
-    def scalar_op(self, t, e):
-        if isinstance(t[0], tuple):
-            self.report.error("the model has several outputs; pick one with output[i]", e.span)
-            raise _Bail
-        if t[0] is None:
-            return TensorShape("f32", ()), t[1]
-        return t
 
 
 # ---------------------------------------------------------------- entry points

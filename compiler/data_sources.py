@@ -10,9 +10,10 @@ tensors at run time (`dslc.runtime.data.sources`, imported only then). Sources w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
+from .functions import ELEMENTWISE
 from .shapes import TensorShape
 from .values import Arg, positive
 
@@ -76,7 +77,39 @@ register(DataSource("csv", "Numeric columns of a CSV file with a header row (.gz
                     [Arg("path", "str"), Arg("columns", "any", None), Arg("delimiter", "str", ",")],
                     _csv_facts, "load_csv"))
 
-DATA_FUNCTIONS = ("linspace", "normal", "uniform", "sin", "cos", "exp", "log", "abs", "sqrt", "tanh", "arange")
+@dataclass(frozen=True)
+class Generator:
+    """A function that makes one value per row of a `generate` or `sequence` source."""
+
+    name: str
+    doc: str
+    args: list[Arg]
+    numpy: Callable          # (numpy module, random Generator or None, rows, **args) -> array of `rows` values
+    source: str              # the same in ejected code: a format string over `n`, `rng` and the arguments
+    random: bool = False     # draws from the source's seeded generator
+
+
+GENERATORS: dict[str, Generator] = {}
+
+
+def register_generator(g: Generator) -> None:
+    GENERATORS[g.name] = g
+
+
+register_generator(Generator("linspace", "n evenly spaced values from start to stop", [Arg("start", "any"), Arg("stop", "any")],
+                             lambda np, rng, n, start, stop: np.linspace(start, stop, n),
+                             "np.linspace({start}, {stop}, n)"))
+register_generator(Generator("arange", "start, start + step, ...: one per row", [Arg("start", "any", 0.0), Arg("step", "any", 1.0)],
+                             lambda np, rng, n, start, step: start + step * np.arange(n, dtype=np.float64),
+                             "{start} + {step} * np.arange(n, dtype=np.float64)"))
+register_generator(Generator("normal", "a normal draw per row", [Arg("mean", "any", 0.0), Arg("std", "any", 1.0)],
+                             lambda np, rng, n, mean, std: rng.normal(mean, std, size=n),
+                             "rng.normal({mean}, {std}, size=n)", random=True))
+register_generator(Generator("uniform", "a uniform draw per row on [low, high)", [Arg("low", "any", 0.0), Arg("high", "any", 1.0)],
+                             lambda np, rng, n, low, high: rng.uniform(low, high, size=n),
+                             "rng.uniform({low}, {high}, size=n)", random=True))
+
+DATA_FUNCTIONS = tuple(GENERATORS) + ELEMENTWISE
 
 
 def _generate_facts(args, columns):

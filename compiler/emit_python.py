@@ -14,13 +14,13 @@ entry), the layer is built on the meta device, without memory or RNG draws.
 
 from __future__ import annotations
 
-import json
 import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ir import BlockCall, BlockIR, Chain, CheckedSpec, Const, Fn, InitIR, LayerIR, ModelIR, Ref
-from .shapes import TensorShape, broadcast
+from .emit_expr import SourceExpr, py
+from .ir import BlockCall, BlockIR, Chain, CheckedSpec, InitIR, LayerIR, ModelIR, Ref
+from .shapes import TensorShape
 
 INDENT = "    "
 RESERVED = {"nn", "torch", "F", "Each", "OrderedDict", "np", "math"}
@@ -63,19 +63,6 @@ def class_names(checked: CheckedSpec) -> dict[str, str]:
             cls, n = f"{base}{n}", n + 1
         out[name] = cls
     return out
-
-
-def py(value) -> str:
-    """A Python literal for a bound argument value (numbers, booleans, strings, tuples, lists)."""
-    if isinstance(value, tuple):
-        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, list):
-        return "[" + ", ".join(py(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{py(k)}: {py(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)      # double quotes, as the rest of the code
-    return repr(value)
 
 
 def shape_text(shape: TensorShape, batched: bool = True) -> str:
@@ -230,92 +217,38 @@ class Scope:
 
 
 class ForwardWriter:
-    """Writes the statements of a forward program: one line per layer, bindings by name, shapes in comments."""
+    """Writes the statements of a forward program: one line per layer, bindings by name, shapes in comments.
+
+    Expressions are written by the IR's source backend (compiler/emit_expr.py); this class adds the layers.
+    """
 
     def __init__(self, scope: Scope, taken: set[str]):
         self.scope = scope
         self.taken = set(taken)
         self.lines: list[str] = []
-        self.names: dict = {}           # node -> the variable already holding it
-        self.bound: dict = {}           # binding name -> (shape, batched)
-        self.constants: set[str] = set()  # bindings that hold a plain number (`k = 2.0`)
-        self.uses_torch = False
-        self.uses_functional = False
+        self.source = SourceExpr("torch", self.name_of, self.layer_call)
 
-    # -- shapes
+    @property
+    def uses_torch(self) -> bool:
+        return "torch" in self.source.uses
 
-    def shape(self, node) -> tuple[TensorShape, bool]:
-        """(per-sample shape, depends on an input) of a node of the forward program."""
-        s = self.scope
-        if isinstance(node, Ref):
-            if node.name in s.params:
-                return s.params[node.name], False
-            if node.name in self.bound:
-                return self.bound[node.name]
-            return s.inputs[node.name], True
-        if isinstance(node, Const):
-            return TensorShape("f32", ()), False
-        if isinstance(node, Chain):
-            return s.layers[node.layers[-1]].output, True
+    @property
+    def uses_functional(self) -> bool:
+        return "F" in self.source.uses
+
+    def name_of(self, ref: Ref) -> str:
+        return attr("self", ref.name) if ref.role == "param" else local(ref.name)
+
+    def layer_call(self, node) -> str:
         if isinstance(node, BlockCall):
-            return s.blocks[node.block].output, True
-        if isinstance(node, Fn):
-            shapes = [self.shape(a) for a in node.args]
-            out = shapes[0][0]
-            for other, _ in shapes[1:]:
-                out = broadcast(out, other)
-            return out, any(b for _, b in shapes)
-        raise TypeError(f"unknown node {node!r}")
+            return f"{attr('self', node.block)}({self.source(node.input)[0]})"
+        return self.chain(node)
 
     def comment(self, *nodes) -> str:
-        return ", ".join(shape_text(*self.shape(n)) for n in nodes)
-
-    # -- expressions: (source, precedence) with Python's precedence levels
+        return ", ".join(shape_text(n.shape, n.batched) for n in nodes)
 
     def expr(self, node) -> tuple[str, int]:
-        if node in self.names:
-            return self.names[node], 9
-        if isinstance(node, Ref):            # an input, a binding or a param
-            return (attr("self", node.name) if node.name in self.scope.params else local(node.name)), 9
-        if isinstance(node, Const):
-            return repr(node.value), (3 if node.value < 0 else 9)
-        if isinstance(node, BlockCall):
-            return f"{attr('self', node.block)}({self.expr(node.input)[0]})", 9
-        if isinstance(node, Chain):
-            return self.chain(node), 9
-        if isinstance(node, Fn):
-            return self.fn(node)
-        raise TypeError(f"unknown node {node!r}")
-
-    def _tensor_valued(self, node) -> bool:
-        if isinstance(node, Const) or (isinstance(node, Ref) and node.name in self.constants):
-            return False
-        return True                     # dslc computes every operator on tensors (wrapping a first number)
-
-    def fn(self, node: Fn) -> tuple[str, int]:
-        args = [self.expr(a) for a in node.args]
-        if not any(self._tensor_valued(a) for a in node.args):
-            # dslc computes a constant-only expression as a float32 tensor; so does this code.
-            self.uses_torch = True
-            args[0] = (f"torch.tensor({args[0][0]})", 9)
-        binary = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2)}
-        if node.name in binary:
-            op, p = binary[node.name]
-            (a, pa), (b, pb) = args
-            return f"{_wrap(a, pa < p)} {op} {_wrap(b, pb <= p)}", p
-        if node.name == "pow":
-            (a, pa), (b, pb) = args
-            return f"{_wrap(a, pa <= 4)} ** {_wrap(b, pb < 3)}", 4
-        if node.name == "neg":
-            (a, pa), = args
-            return f"-{_wrap(a, pa < 3)}", 3
-        from .functions import FUNCTIONS
-        torch_name = FUNCTIONS[node.name].torch_name
-        if torch_name.startswith("nn.functional."):
-            self.uses_functional = True
-            return f"F.{torch_name[len('nn.functional.'):]}({args[0][0]})", 9
-        self.uses_torch = True
-        return f"torch.{torch_name}({args[0][0]})", 9
+        return self.source(node)
 
     # -- statements
 
@@ -328,7 +261,7 @@ class ForwardWriter:
     def chain(self, node: Chain) -> str:
         """Emit one line per layer of a chain; returns the variable that holds its result."""
         source = self.expr(node.input)[0]
-        if isinstance(node.input, Ref) and node.input.name in self.scope.inputs:
+        if isinstance(node.input, Ref) and node.input.role == "input":
             var = source if source == "x" or "x" in self.taken else "x"
         else:
             var = self.fresh()
@@ -375,11 +308,6 @@ class ForwardWriter:
             source = self.expr(node)[0]
             self.lines.append(f"{local(name)} = {source}  # {self.comment(node)}")
             self.taken.add(local(name))
-            self.bound[name] = self.shape(node)
-            if not self._tensor_valued(node):
-                self.constants.add(name)
-            if isinstance(node, (Chain, BlockCall, Fn)):
-                self.names[node] = name
         results = [self.expr(node)[0] for node in outputs]
         line = f"return {', '.join(results)}  # {self.comment(*outputs)}"
         if len(results) > 1 and len(line) > 100:          # one output a line
@@ -389,10 +317,6 @@ class ForwardWriter:
         else:
             self.lines.append(line)
         return self.lines
-
-
-def _wrap(text: str, needed: bool) -> str:
-    return f"({text})" if needed else text
 
 
 # ---------------------------------------------------------------- classes
@@ -522,7 +446,8 @@ class ModelSource:
         self.src.add("super().__init__()", depth=2)
         self.layer_attributes(block.layers, depth=2)
         scope = Scope({l.name: l for l in block.layers}, inputs={"x": block.input})
-        chain = Chain(tuple(l.name for l in block.layers), Ref("x"))
+        x = Ref(name="x", role="input", shape=block.input, batched=True)
+        chain = Chain(layers=tuple(l.name for l in block.layers), input=x, shape=block.output, batched=True)
         self.forward(scope, ["x"], [], [chain], depth=1, doc=f"{shape_text(block.input)} -> {shape_text(block.output)}")
         self.reset_state(block.layers, [], depth=1)
 

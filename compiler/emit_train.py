@@ -15,13 +15,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dslc.dsl import ast
 
-from .data_sources import DATA_FUNCTIONS
+from .emit_expr import SourceExpr
 from .emit_python import INDENT, attr, local, py
-from .functions import FUNCTIONS
-from .ir import CheckedSpec, SourceIR
-from .losses import LOSSES
+from .ir import CheckedSpec, Ref, SourceIR
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .shapes import DTYPES, TensorShape
@@ -74,91 +71,6 @@ def _binop(op: str, left: tuple[str, int], right: tuple[str, int]) -> tuple[str,
 # ---------------------------------------------------------------- data expressions (numpy)
 
 
-class NumpyExpr:
-    """A data expression as numpy source: columns are local variables, `let` numbers are written in place.
-
-    It follows runtime/columns.py: numbers are floats, per-sample axes align from the right (a [N]
-    column meeting a [N, 10, 1] one gains axes after its sample axis), generating functions make
-    one value per row and draw from `rng` in the order the expression reads.
-    """
-
-    def __init__(self, lets: dict, ranks: dict[str, int], n: str | None = None, reserved=()):
-        self.lets = {k: v for k, v in lets.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self.ranks = ranks              # column -> per-sample rank
-        self.n = n                      # source of the row count, for generating functions
-        self.reserved = set(reserved)   # local names the surrounding code uses (columns named so get a `_`)
-        self.uses_rng = False
-
-    def rank(self, e) -> int:
-        if isinstance(e, ast.Var):
-            return self.ranks.get(e.name, 0)
-        if isinstance(e, ast.BinOp):
-            return max(self.rank(e.left), self.rank(e.right))
-        if isinstance(e, ast.Neg):
-            return self.rank(e.operand)
-        if isinstance(e, ast.Call) and e.func.name in ("sin", "cos", "exp", "log", "abs", "sqrt", "tanh"):
-            return self.rank(e.args[0].value)
-        return 0
-
-    def __call__(self, e) -> tuple[str, int]:
-        if isinstance(e, ast.Number):
-            return _num(e.value), 9
-        if isinstance(e, ast.Var):
-            if e.name in self.ranks:
-                return local(e.name, self.reserved), 9
-            if e.name in self.lets:
-                v = float(self.lets[e.name])
-                return repr(v), (3 if v < 0 else 9)
-            raise EjectError(f"the data expression uses '{e.name}', which is neither a column nor a number")
-        if isinstance(e, ast.Neg):
-            inner = self(e.operand)
-            return f"-{_wrap(inner[0], inner[1] < 3)}", 3
-        if isinstance(e, ast.BinOp):
-            left, right = self(e.left), self(e.right)
-            a, b = self.rank(e.left), self.rank(e.right)
-            if a and b and a != b:                       # align per-sample axes from the right
-                if a < b:
-                    left = (f"{_wrap(left[0], left[1] < 9)}[:, {', '.join(['None'] * (b - a))}]", 9)
-                else:
-                    right = (f"{_wrap(right[0], right[1] < 9)}[:, {', '.join(['None'] * (a - b))}]", 9)
-            return _binop(e.op, left, right)
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
-            return self.call(e)
-        raise EjectError("a data expression computes with columns, numbers and functions")
-
-    def call(self, e: ast.Call) -> tuple[str, int]:
-        name = e.func.name
-        if name in ("sin", "cos", "exp", "log", "abs", "sqrt", "tanh"):
-            return f"np.{name}({self(e.args[0].value)[0]})", 9
-        params = {"linspace": ("start", "stop"), "normal": ("mean", "std"), "uniform": ("low", "high"),
-                  "arange": ("start", "step")}.get(name)
-        if params is None or name not in DATA_FUNCTIONS:
-            raise EjectError(f"the data function '{name}' cannot be written as numpy")
-        if self.n is None:
-            raise EjectError(f"{name}(...) makes one value per row and needs a source with a row count")
-        defaults = {"normal": ("0.0", "1.0"), "uniform": ("0.0", "1.0"), "arange": ("0.0", "1.0")}.get(name, (None, None))
-        given = dict(zip(params, defaults))
-        for i, a in enumerate(e.args):
-            given[a.name or params[i]] = self(a.value)[0]
-        first, second = (given[p] for p in params)
-        if name == "linspace":
-            return f"np.linspace({first}, {second}, {self.n})", 9
-        if name == "arange":
-            return _binop("+", (first, 9), _binop("*", (second, 9), (f"np.arange({self.n}, dtype=np.float64)", 9)))
-        self.uses_rng = True
-        return f"rng.{name}({first}, {second}, size={self.n})", 9
-
-    def is_int(self, e, int_columns: set[str]) -> bool:
-        """Whether numpy keeps the result whole: int columns combined by + - * ** (numbers are floats)."""
-        if isinstance(e, ast.Var):
-            return e.name in int_columns
-        if isinstance(e, ast.Neg):
-            return self.is_int(e.operand, int_columns)
-        if isinstance(e, ast.BinOp) and e.op != "/":
-            return self.is_int(e.left, int_columns) and self.is_int(e.right, int_columns)
-        return False
-
-
 # ---------------------------------------------------------------- loss expressions (torch)
 
 
@@ -167,101 +79,25 @@ ARRAY_LOCALS = {"columns", "inputs", "targets"}              # model_arrays's
 READER_LOCALS = {"n", "seed", "rng", "windows", "length", "dt"}   # the expression readers'
 
 
-class TorchLoss:
-    """The loss as torch source over `output`, the targets and inputs (local names) and `model.PARAM`."""
+class LossNames:
+    """How compute_loss names what a loss reads: `output`, the targets and inputs (unpacked to locals), `model.PARAM`."""
 
     def __init__(self, checked: CheckedSpec):
-        data, model = checked.data, checked.model
-        self.targets = {name: i for i, name in enumerate(data.target_names) if name.isidentifier()}
-        if len(data.target_names) == 1:
-            self.targets.setdefault("target", 0)
-        self.inputs = {name: i for i, name in enumerate(model.inputs)}
-        self.params = {p.name for p in model.params}
-        self.lets = checked.lets
+        self.targets = {name: i for i, name in enumerate(checked.data.target_names)}
+        self.inputs = {name: i for i, name in enumerate(checked.model.inputs)}
         self.used_targets: dict[str, int] = {}
         self.used_inputs: dict[str, int] = {}
-        self.uses_functional = False
-        self.amp = checked.train.precision != "fp32"
 
-    def __call__(self, e) -> tuple[str, int]:
-        if isinstance(e, ast.Number):
-            return _num(e.value), 9
-        if isinstance(e, ast.Var):
-            return self.name(e.name)
-        if isinstance(e, ast.Index):
-            return f"{self(e.value)[0]}[{int(e.index.value)}]", 9
-        if isinstance(e, ast.Neg):
-            inner = self(e.operand)
-            return f"-{_wrap(inner[0], inner[1] < 3)}", 3
-        if isinstance(e, ast.BinOp):
-            return _binop(e.op, self(e.left), self(e.right))
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
-            return self.call(e)
-        raise EjectError("the loss expression cannot be written as torch code")
-
-    def name(self, name: str) -> tuple[str, int]:
-        if name == "output":
-            return "output", 9
-        if name in self.targets:
-            self.used_targets[name] = self.targets[name]
-            return local(name, LOSS_LOCALS), 9
-        if name in self.inputs:
-            self.used_inputs[name] = self.inputs[name]
-            return local(name, LOSS_LOCALS), 9
-        if name in self.params:
-            return attr("model", name), 9
-        v = self.lets.get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return repr(float(v)), (3 if v < 0 else 9)
-        raise EjectError(f"unknown name '{name}' in the loss")
-
-    def constant(self, e) -> bool:
-        if isinstance(e, ast.Number):
-            return True
-        if isinstance(e, ast.Var):
-            return e.name not in ("output",) and e.name not in self.targets and e.name not in self.inputs \
-                and e.name not in self.params
-        if isinstance(e, ast.Neg):
-            return self.constant(e.operand)
-        if isinstance(e, ast.BinOp):
-            return self.constant(e.left) and self.constant(e.right)
-        return False
-
-    def call(self, e: ast.Call) -> tuple[str, int]:
-        name = e.func.name
-        if name in LOSSES:
-            loss = LOSSES[name]
-            out, target = (self(a.value)[0] for a in e.args if a.name is None)
-            keywords = {a.name: self.keyword(a.value) for a in e.args if a.name}
-            args = {a.name: keywords.get(a.name, a.default) for a in loss.args}
-            return builtin_loss(self, loss.name, args, out, target), 9
-        f = FUNCTIONS[name]
-        inner = self(e.args[0].value)[0]
-        if self.constant(e.args[0].value):
-            inner = f"torch.tensor({inner})"         # dslc computes on a tensor here as well
-        if f.torch_name.startswith("nn.functional."):
-            self.uses_functional = True
-            return f"F.{f.torch_name.split('.')[-1]}({inner})", 9
-        return f"torch.{f.torch_name}({inner})", 9
-
-    def keyword(self, e):
-        if isinstance(e, ast.Neg):
-            return -self.keyword(e.operand)
-        if isinstance(e, (ast.Number, ast.Bool, ast.String)):
-            return e.value
-        if isinstance(e, ast.Var) and e.name in self.lets:
-            return self.lets[e.name]
-        raise EjectError("arguments of a loss inside a loss expression are numbers or variables")
-
-
-def builtin_loss(owner, name: str, args: dict, output: str, target: str) -> str:
-    """`F.mse_loss(output, y.reshape(output.shape))` for a catalog loss, with its non-default arguments."""
-    loss = LOSSES[name]
-    owner.uses_functional = True
-    keywords = "".join(f", {a.name}={py(args[a.name])}" for a in loss.args if args.get(a.name) != a.default)
-    if loss.target == "same":
-        target = f"{target}.reshape({output}.shape)" + (f".to({output}.dtype)" if owner.amp else "")
-    return f"F.{loss.functional}({output}, {target}{keywords})"
+    def __call__(self, ref: Ref) -> str:
+        if ref.role == "output":
+            return "output" if ref.index is None else f"output[{ref.index}]"
+        if ref.role == "param":
+            return attr("model", ref.name)
+        if ref.role == "target":
+            self.used_targets[ref.name] = self.targets[ref.name]
+        elif ref.role == "input":
+            self.used_inputs[ref.name] = self.inputs[ref.name]
+        return local(ref.name, LOSS_LOCALS)
 
 
 # ---------------------------------------------------------------- data sources
@@ -338,16 +174,14 @@ class SourceWriter:
 
     def _expression_columns(self, source, n: str, extra: dict[str, int]) -> tuple[list[str], bool]:
         """`name = expr` lines for the columns of generate/sequence; whether they draw random numbers."""
-        ranks = dict(extra)
         lines = []
-        writer = NumpyExpr(self.lets, ranks, n, READER_LOCALS)
-        for name, expr in source.args["columns"].items():
-            text = writer(expr)[0]
-            if not _makes_rows(expr) and not set(ast.names_in(expr)) & set(ranks):     # a number: one per row
+        writer = SourceExpr("numpy", lambda ref: local(ref.name, READER_LOCALS))
+        for name, node in source.args["columns"].items():
+            text = writer(node)[0]
+            if not node.batched:                       # a number: one per row
                 text = f"np.full({n}, {text})"
             lines.append(f"{local(name, READER_LOCALS)} = {text}")
-            ranks[name] = 0
-        return lines, writer.uses_rng
+        return lines, "rng" in writer.uses
 
     def source_generate(self, func, source, seed):
         n = source.args["n"]
@@ -411,10 +245,7 @@ class SourceWriter:
         self.code.add('"""Numeric columns of a CSV file, by header name."""', depth=1)
         self.code.add(f"header, rows = read_csv(path, {py(delimiter)})", depth=1)
         if not columns:                       # the columns the data block reads (others may not be numbers)
-            d = self.checked.data
-            exprs = (d.inputs or [ast.Var(name=c) for c in d.input_names]) + \
-                (d.targets or [ast.Var(name=c) for c in d.target_names])
-            columns = list(dict.fromkeys(n for e in exprs for n in ast.names_in(e) if n not in self.lets))
+            columns = self.checked.data.columns_read
         wanted = py(list(columns))
         self.code.add(f"return {{name: np.array([float(row[header.index(name)]) for row in rows]) "
                       f"for name in {wanted}}}", depth=1)
@@ -461,17 +292,6 @@ class SourceWriter:
         return f"{func}(data_path)"
 
 
-def _makes_rows(e) -> bool:
-    """Whether an expression holds a generating function (so it is a column even without column names)."""
-    if isinstance(e, ast.Call):
-        return e.func.name in ("linspace", "normal", "uniform", "arange") or any(_makes_rows(a.value) for a in e.args)
-    if isinstance(e, ast.BinOp):
-        return _makes_rows(e.left) or _makes_rows(e.right)
-    if isinstance(e, ast.Neg):
-        return _makes_rows(e.operand)
-    return False
-
-
 # ---------------------------------------------------------------- train.py
 
 
@@ -509,10 +329,6 @@ def call_text(args, call) -> str:
     shown = [f"{a.name}={py(call.args[a.name])}" for a in args
              if a.required or a.name == "lr" or call.args.get(a.name) != a.default]
     return f"{call.name}({', '.join(shown)})"
-
-
-def metric_key(call) -> str:
-    return f"top{call.args['k']}" if call.name == "top_k" else call.name
 
 
 def optimizer_source(call) -> str:
@@ -597,34 +413,22 @@ class TrainWriter:
     def arrays_function(self) -> None:
         """`model_arrays(columns)`: inputs and targets computed from the columns, cast and shaped for the model."""
         d, m = self.data, self.model
-        facts = d.source.facts
-        columns = facts.get("columns") or {}
-        ranks = {name: s.rank for name, s in columns.items()} if columns else {}
-        int_columns = {name for name, s in columns.items() if s.is_int} if columns else set()
-        in_exprs = d.inputs if d.inputs is not None else [ast.Var(name=c) for c in d.input_names]
-        out_exprs = d.targets if d.targets is not None else [ast.Var(name=c) for c in d.target_names]
-        names = set()
-        for e in list(in_exprs) + list(out_exprs):
-            names |= set(ast.names_in(e))
-        if not columns:              # csv without a column list: names come from the header
-            ranks = {n: 0 for n in names}
-        writer = NumpyExpr(self.checked.lets, ranks, reserved=ARRAY_LOCALS)
+        writer = SourceExpr("numpy", lambda ref: local(ref.name, ARRAY_LOCALS))
         self.code.add("", "", "def model_arrays(columns):")
         ins = ", ".join(d.input_names)
         outs = ", ".join(d.target_names)
         self.code.add(f'"""Inputs [{ins}] and targets [{outs}] from the columns, cast and shaped as the model takes '
                       f'them."""', depth=1)
-        for name in sorted(n for n in names if n in ranks):
+        for name in sorted(d.columns_read):
             self.code.add(f'{local(name, ARRAY_LOCALS)} = columns["{name}"]', depth=1)
-        source_shapes = facts.get("input_shapes") or [None] * len(in_exprs)
         inputs = []
-        for e, shape, src_shape in zip(in_exprs, m.inputs.values(), source_shapes):
-            text, precedence = writer(e)
-            inputs.append(f"{_wrap(text, precedence < 9)}.astype(np.{DTYPES[shape.dtype]}){_reshape(src_shape, shape)}")
+        for node, shape in zip(d.inputs, m.inputs.values()):
+            text, precedence = writer(node)
+            inputs.append(f"{_wrap(text, precedence < 9)}.astype(np.{DTYPES[shape.dtype]}){_reshape(node.shape, shape)}")
         targets = []
-        for e in out_exprs:
-            text, precedence = writer(e)
-            dtype = "np.int64" if writer.is_int(e, int_columns) else "np.float32"
+        for node in d.targets:
+            text, precedence = writer(node)
+            dtype = "np.int64" if node.shape.is_int else "np.float32"
             targets.append(f"{_wrap(text, precedence < 9)}.astype({dtype})")
         self.code.add(f"inputs = [{', '.join(inputs)}]", f"targets = [{', '.join(targets)}]",
                       "return inputs, targets", depth=1)
@@ -693,15 +497,12 @@ class TrainWriter:
 
     def loss_function(self) -> None:
         loss = self.tr.loss
-        writer = TorchLoss(self.checked)
-        if loss.builtin is not None:
-            body = builtin_loss(writer, loss.builtin.name, loss.builtin.args, "output", "targets[0]")
-            unpack = []
-        else:
-            body = writer(loss.expr)[0]
-            unpack = [f"{local(n, LOSS_LOCALS)} = inputs[{i}]" for n, i in writer.used_inputs.items()]
-            unpack += [f"{local(n, LOSS_LOCALS)} = targets[{i}]" for n, i in writer.used_targets.items()]
-        if writer.uses_functional:
+        names = LossNames(self.checked)
+        writer = SourceExpr("torch", names, cast_targets=self.tr.precision != "fp32")
+        body = writer(loss.node)[0]
+        unpack = [f"{local(n, LOSS_LOCALS)} = inputs[{i}]" for n, i in names.used_inputs.items()]
+        unpack += [f"{local(n, LOSS_LOCALS)} = targets[{i}]" for n, i in names.used_targets.items()]
+        if "F" in writer.uses:
             self.code.imports.add("F")
         self.code.add("", "", "def compute_loss(model, output, inputs, targets):")
         self.code.add(f'"""loss = {loss.text}"""', depth=1)
@@ -720,21 +521,21 @@ class TrainWriter:
             self.code.add("", "")
         self.code.add("@torch.no_grad()")
         self.code.add("def evaluate(model, split, batch_size):")
-        keys = ", ".join(["loss"] + [metric_key(m) for m in metrics])
+        keys = ", ".join(["loss"] + [m.key for m in metrics])
         self.code.add(f'"""{keys} over a whole split: sums over the batches divided by the number of samples."""',
                       depth=1)
         self.code.add("model.eval()", "n = len(split[0][0])", "total = torch.zeros((), dtype=torch.float64)", depth=1)
         for m in metrics:
-            self.code.add(f"{metric_key(m)} = torch.zeros((), dtype=torch.float64)", depth=1)
+            self.code.add(f"{m.key} = torch.zeros((), dtype=torch.float64)", depth=1)
         self.code.add("for inputs, targets in batches(split, batch_size or n):", depth=1)
         self.code.add("output = model(*inputs)", depth=2)
         self.code.add("total += compute_loss(model, output, inputs, targets).double() * len(inputs[0])", depth=2)
         if metrics:
             self.code.add("output, target = output.float(), targets[0]", depth=2)
         for m in metrics:
-            self.code.add(f"{metric_key(m)} += {_entry(METRIC_SOURCE, m.name, 'metric')(m.args)}.double()", depth=2)
+            self.code.add(f"{m.key} += {_entry(METRIC_SOURCE, m.name, 'metric')(m.kwargs)}.double()", depth=2)
         self.code.add("model.train()", depth=1)
-        values = ", ".join(f'"{k}": float({k} / n)' for k in ["loss"] + [metric_key(m) for m in metrics])
+        values = ", ".join(f'"{k}": float({k} / n)' for k in ["loss"] + [m.key for m in metrics])
         values = values.replace('"loss": float(loss / n)', '"loss": float(total / n)')
         self.code.add(f"return {{{values}}}", depth=1)
 

@@ -1,34 +1,53 @@
-"""The expression-function catalog: functions a model `return` or a loss expression may call.
+"""The expression-function catalog: functions model, loss and data expressions may call.
 
-Each entry has a kind that fixes its shape rule (elementwise keeps the shape;
-reduce gives one number for the whole batch) and a torch implementation that
-is looked up only when the model runs.
+Each entry is everything the function needs, in one place: its kind (elementwise
+keeps the shape; reduce gives one number for the batch), its torch form (an
+attribute path of torch, used by the model, the loss and `dslc emit`), and its
+numpy form (a function of the numpy module and a value, and the same as source
+text for ejected code), used for data columns and prediction-time
+preprocessing. Nothing here imports torch or numpy. Adding a function is one
+`register(...)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
 class Function:
     name: str
-    kind: str          # "elementwise" | "reduce"
-    torch_name: str    # attribute of torch
+    kind: str                           # "elementwise" | "reduce"
     doc: str
+    torch: str                          # attribute path of torch: "exp", "nn.functional.softplus"
+    numpy: Callable | None = None       # (numpy module, value) -> value
+    numpy_source: str | None = None     # the same as source text, e.g. "np.exp({x})"
+    keeps_integers: bool = False        # abs, relu: an integer stays an integer; others give floats
 
 
 FUNCTIONS: dict[str, Function] = {}
 
 
-def register(name: str, kind: str, torch_name: str, doc: str) -> None:
-    FUNCTIONS[name] = Function(name, kind, torch_name, doc)
+def register(f: Function) -> None:
+    FUNCTIONS[f.name] = f
+
+
+def _numpy_named(name: str) -> dict:
+    return dict(numpy=lambda np, x: getattr(np, name)(x), numpy_source=f"np.{name}({{x}})")
 
 
 for _name, _doc in [("exp", "e to the x"), ("log", "natural logarithm"), ("sqrt", "square root"),
-                    ("abs", "absolute value"), ("sin", "sine"), ("cos", "cosine"), ("tanh", "hyperbolic tangent"),
-                    ("sigmoid", "logistic sigmoid"), ("relu", "max(0, x)")]:
-    register(_name, "elementwise", _name, _doc)
-register("softplus", "elementwise", "nn.functional.softplus", "log(1 + e^x)")
-register("mean", "reduce", "mean", "mean over the batch and every axis: one number")
-register("sum", "reduce", "sum", "sum over the batch and every axis: one number")
+                    ("abs", "absolute value"), ("sin", "sine"), ("cos", "cosine"), ("tanh", "hyperbolic tangent")]:
+    register(Function(_name, "elementwise", _doc, torch=_name, keeps_integers=_name == "abs", **_numpy_named(_name)))
+register(Function("sigmoid", "elementwise", "logistic sigmoid", torch="sigmoid",
+                  numpy=lambda np, x: 1.0 / (1.0 + np.exp(-x)), numpy_source="1.0 / (1.0 + np.exp(-{x}))"))
+register(Function("relu", "elementwise", "max(0, x)", torch="relu", keeps_integers=True,
+                  numpy=lambda np, x: np.maximum(x, 0), numpy_source="np.maximum({x}, 0)"))
+register(Function("softplus", "elementwise", "log(1 + e^x)", torch="nn.functional.softplus",
+                  numpy=lambda np, x: np.logaddexp(0.0, x), numpy_source="np.logaddexp(0.0, {x})"))
+register(Function("mean", "reduce", "mean over the batch and every axis: one number", torch="mean"))
+register(Function("sum", "reduce", "sum over the batch and every axis: one number", torch="sum"))
+
+
+ELEMENTWISE = tuple(n for n, f in FUNCTIONS.items() if f.kind == "elementwise")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ir import BlockCall, Chain, CheckedSpec, Const, Fn, LayerIR, ModelIR, Ref
+from .ir import BlockCall, Chain, CheckedSpec, Const, LayerIR, ModelIR, Op, Ref
 from .layers import layer_params
 
 FORMATS = (".svg", ".png", ".pdf")
@@ -128,7 +128,7 @@ def model_graph(model: ModelIR) -> Graph:
                     graph.link(src, nid)
                 src = nid
             return src
-        if isinstance(node, Fn):
+        if isinstance(node, Op):
             sources = [emit(a) for a in node.args]
             consts = [_const(a.value) for a in node.args if isinstance(a, Const)]
             symbol = SYMBOLS.get(node.name, node.name)

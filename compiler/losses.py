@@ -1,8 +1,9 @@
 """The loss catalog: built-in losses, used as `loss = mse` or called in a loss expression.
 
 `target` says what the loss compares the output with: "same" (a tensor of the
-output's shape) or "class" (an integer class index per sample, the output
-holding one score per class). The builder returns torch.nn.functional's loss.
+output's shape) or "class" (integer class indices, the output holding one score
+per class on its last axis). `functional` names the torch.nn.functional loss that
+compiler/torch_backend.py `loss_function` calls.
 """
 
 from __future__ import annotations
@@ -19,14 +20,6 @@ class Loss:
     target: str                       # "same" | "class"
     functional: str                   # name in torch.nn.functional
     args: list[Arg] = field(default_factory=list)
-
-    def build(self, args: dict):
-        import torch.nn.functional as F
-        fn = getattr(F, self.functional)
-        kwargs = {k: v for k, v in args.items() if not k.startswith("__")}
-        if self.target == "same":
-            return lambda output, target: fn(output, target.reshape(output.shape).to(output.dtype), **kwargs)
-        return lambda output, target: fn(output, target.long(), **kwargs)
 
 
 LOSSES: dict[str, Loss] = {}

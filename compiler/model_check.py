@@ -11,26 +11,17 @@ from __future__ import annotations
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Report, did_you_mean
 
-from .functions import FUNCTIONS
+from .expr_check import Bail as _Bail
+from .expr_check import ExprChecker, const
+from .functions import ELEMENTWISE
 from .initializers import INITIALIZERS
-from .ir import BlockCall, BlockIR, Chain, Const, Fn, LayerIR, ModelIR, ParamIR, Ref
+from .ir import BlockCall, BlockIR, Chain, LayerIR, ModelIR, Node, ParamIR, Ref
 from .layers import LAYERS, layer_params
-from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape, broadcast
+from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape
 from .values import CallValue, Evaluator, NotConstant, bind
 
 MAX_DIM = 1 << 31
 MAX_PARAMS = 2_000_000_000     # 8 GB of float32 weights: beyond this a spec is a mistake
-
-
-class Typed:
-    """A node of the forward program with its per-sample shape; batched: depends on an input."""
-
-    def __init__(self, node, shape: TensorShape, batched: bool):
-        self.node, self.shape, self.batched = node, shape, batched
-
-
-class _Bail(Exception):
-    """Stop checking one statement after an error has been reported."""
 
 
 def tensor_type(t: ast.TensorType, report: Report) -> TensorShape | None:
@@ -50,12 +41,13 @@ class ModelChecker:
         self.ev = evaluate
         self.report = report
         self.ir = ModelIR(model.name, {}, span=model.span)
-        self.values: dict[str, Typed] = {}          # inputs, params, bindings
+        self.values: dict[str, Node] = {}           # inputs, params, bindings (Refs)
         self.block_defs: dict[str, ast.BlockDef] = {}
         self.counters: dict[str, dict[str, int]] = {}
         self.used: set[str] = set()
         self.failed_blocks: set[str] = set()       # reported once; later calls stay quiet
-        self.current: Typed | None = None
+        self.current: Node | None = None
+        self.exprs = ExprChecker(report, evaluate, self.name, self.call, f"in model {model.name}")
         self.chain_broken = False      # a stage of the running chain failed: later shapes are unknown
         self.returned = False
 
@@ -73,7 +65,7 @@ class ModelChecker:
             shape = tensor_type(inp.type, self.report)
             if shape:
                 self.ir.inputs[inp.name] = shape
-                self.values[inp.name] = Typed(Ref(inp.name), shape, True)
+                self.values[inp.name] = Ref(name=inp.name, role="input", shape=shape, batched=True)
         for st in m.body:
             if isinstance(st, ast.BlockDef):
                 if st.name in self.block_defs:
@@ -97,8 +89,7 @@ class ModelChecker:
                     self.report.error(f"model {m.name} has several inputs and no `return`", m.span,
                                       "end the model with `return EXPR`")
             if self.current is not None:
-                self.ir.outputs = [self.current.node]
-                self.ir.output_shapes = [self.current.shape]
+                self.ir.outputs = [self.current]
         for name, b in self.block_defs.items():
             if name not in self.ir.blocks and name not in self.used:
                 self.report.warning(f"block '{name}' is never used", b.span)
@@ -133,18 +124,17 @@ class ModelChecker:
             return
         elif isinstance(st, ast.Binding):
             self._new_name(st.name, st.span)
-            value = self.expr(st.value)
-            self.ir.steps.append((st.name, value.node))
+            value = self.exprs.check(st.value)
+            self.ir.steps.append((st.name, value))
             # Later uses read the computed value (Ref), so a binding runs once per forward pass.
-            self.values[st.name] = Typed(Ref(st.name), value.shape, value.batched)
+            self.values[st.name] = Ref(name=st.name, role="binding", shape=value.shape, batched=value.batched)
         elif isinstance(st, ast.Return):
             self.returned = True
-            outs = [self.expr(v) for v in st.values]
+            outs = [self.exprs.check(v) for v in st.values]
             for v, o in zip(st.values, outs):
                 if not o.batched:
                     self.report.error("this output does not depend on any input", v.span)
-            self.ir.outputs = [o.node for o in outs]
-            self.ir.output_shapes = [o.shape for o in outs]
+            self.ir.outputs = outs
         else:
             self.top_stage(st)
 
@@ -195,7 +185,7 @@ class ModelChecker:
             self.report.error(f"param {st.name} must be a floating-point tensor of fixed size, not {shape}", st.span)
             raise _Bail
         self.ir.params.append(ParamIR(st.name, shape, init_value))
-        self.values[st.name] = Typed(Ref(st.name), shape, False)
+        self.values[st.name] = Ref(name=st.name, role="param", shape=shape, batched=False)
 
     # ------------------------------------------------------------ stages
 
@@ -234,7 +224,7 @@ class ModelChecker:
         except _Bail:
             pass
 
-    def stage(self, st, value: Typed, scope: str) -> tuple[list[LayerIR], Typed]:
+    def stage(self, st, value: Node, scope: str) -> tuple[list[LayerIR], Node]:
         """Apply one stage to `value`; top-level layers join the model, block layers the block."""
         if isinstance(st, ast.EachStage):
             return self.each(st, value, scope)
@@ -246,12 +236,16 @@ class ModelChecker:
                 raise _Bail
             return [], self.call_block(name, value, st.span)
         layer_ir = self.layer(st, value.shape, scope, each=False)
-        if not scope:
-            self.ir.layers.append(layer_ir)
-            node = value.node
-            node = Chain(node.layers + (layer_ir.name,), node.input) if isinstance(node, Chain) else Chain((layer_ir.name,), node)
-            return [layer_ir], Typed(node, layer_ir.output, True)
-        return [layer_ir], Typed(None, layer_ir.output, True)
+        return [layer_ir], self.applied(layer_ir, value, scope)
+
+    def applied(self, layer_ir: LayerIR, value: Node, scope: str) -> Node:
+        """The value after a layer: top-level layers join the model's chain; block layers only give the shape."""
+        if scope:
+            return Ref(name="x", role="input", shape=layer_ir.output, batched=True)
+        self.ir.layers.append(layer_ir)
+        if isinstance(value, Chain):
+            return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=layer_ir.output, batched=True)
+        return Chain(layers=(layer_ir.name,), input=value, shape=layer_ir.output, batched=True)
 
     def layer_args(self, st: ast.LayerStage, scope: str):
         """The catalog entry a stage names and its bound arguments (reported and _Bail if wrong)."""
@@ -285,7 +279,7 @@ class ModelChecker:
         counters[st.name] = counters.get(st.name, 0) + 1
         return LayerIR(f"{st.name}_{counters[st.name]}", st.name, args, shape, out, each, st.span)
 
-    def each(self, st: ast.EachStage, value: Typed, scope: str):
+    def each(self, st: ast.EachStage, value: Node, scope: str):
         inner = st.stage
         shape = value.shape
         if isinstance(inner, ast.EachStage) or inner.name in self.block_defs:
@@ -304,14 +298,9 @@ class ModelChecker:
         layer_ir = self.layer(inner, step, scope, each=True)
         out = TensorShape(layer_ir.output.dtype, (shape.dims[0],) + layer_ir.output.dims)
         layer_ir = LayerIR(layer_ir.name, layer_ir.layer, layer_ir.args, shape, out, True, st.span)
-        if not scope:
-            self.ir.layers.append(layer_ir)
-            node = value.node
-            node = Chain(node.layers + (layer_ir.name,), node.input) if isinstance(node, Chain) else Chain((layer_ir.name,), node)
-            return [layer_ir], Typed(node, out, True)
-        return [layer_ir], Typed(None, out, True)
+        return [layer_ir], self.applied(layer_ir, value, scope)
 
-    def call_block(self, name: str, value: Typed, span) -> Typed:
+    def call_block(self, name: str, value: Node, span) -> Node:
         self.used.add(name)
         existing = self.ir.blocks.get(name)
         if existing is not None:
@@ -319,7 +308,7 @@ class ModelChecker:
                 self.report.error(f"block '{name}' was first called with {existing.input} and now with {value.shape}",
                                   span, "a block has one set of weights, so its input shape must stay the same")
                 raise _Bail
-            return Typed(BlockCall(name, value.node), existing.output, value.batched)
+            return BlockCall(block=name, input=value, shape=existing.output, batched=True)
         if name in self.failed_blocks:
             raise _Bail
         if not value.batched:
@@ -328,7 +317,7 @@ class ModelChecker:
         self.failed_blocks.add(name)        # until its stages check
         d = self.block_defs[name]
         shape, layers = value.shape, []
-        typed = Typed(None, shape, True)
+        typed: Node = Ref(name="x", role="input", shape=shape, batched=True)
         for n, st in enumerate(d.stages):
             try:
                 new, typed = self.stage(st, typed, scope=name)
@@ -339,79 +328,46 @@ class ModelChecker:
             layers += new
         self.failed_blocks.discard(name)
         self.ir.blocks[name] = BlockIR(name, tuple(layers), value.shape, typed.shape)
-        return Typed(BlockCall(name, value.node), typed.shape, True)
+        return BlockCall(block=name, input=value, shape=typed.shape, batched=True)
 
     # ------------------------------------------------------------ expressions
 
-    def expr(self, e) -> Typed:
-        if isinstance(e, ast.Number):
-            return Typed(Const(float(e.value)), TensorShape("f32", ()), False)
-        if isinstance(e, ast.Var):
-            if e.name in self.ev.failed:
-                raise _Bail
-            if e.name in self.values:
-                self.used.add(e.name)
-                return self.values[e.name]
-            if e.name in self.block_defs:
-                self.report.error(f"block '{e.name}' must be called on a value", e.span, f"write {e.name}(x)")
-                raise _Bail
-            if e.name in self.ev.env:
-                try:
-                    v = self.ev(e)
-                except NotConstant:
-                    raise _Bail from None
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    return Typed(Const(float(v)), TensorShape("f32", ()), False)
-                self.report.error(f"'{e.name}' is not a number", e.span)
-                raise _Bail
-            known = list(self.values) + list(self.block_defs) + [k for k in self.ev.env if k != "data"]
-            self.report.error(f"unknown name '{e.name}' in model {self.m.name}", e.span,
-                              did_you_mean(e.name, known))
+    def name(self, e: ast.Var) -> Node:
+        """What a name means in a model expression: an input, param or binding, or a `let` number."""
+        if e.name in self.ev.failed:
             raise _Bail
-        if isinstance(e, ast.Neg):
-            x = self.expr(e.operand)
-            return Typed(Fn("neg", (x.node,)), x.shape, x.batched)
-        if isinstance(e, ast.BinOp):
-            a, b = self.expr(e.left), self.expr(e.right)
-            for per_sample, whole in ((a, b), (b, a)):
-                # torch lines up trailing axes including the batch axis, so a value without one
-                # may not have more axes than a sample of the batched value.
-                if per_sample.batched and not whole.batched and whole.shape.rank > per_sample.shape.rank:
-                    self.report.error(f"a value of shape {whole.shape.dims_text} cannot combine with samples of shape "
-                                      f"{per_sample.shape.dims_text}", e.span,
-                                      "a param or constant may have at most as many axes as one sample")
-                    raise _Bail
+        if e.name in self.values:
+            self.used.add(e.name)
+            return self.values[e.name]
+        if e.name in self.block_defs:
+            self.report.error(f"block '{e.name}' must be called on a value", e.span, f"write {e.name}(x)")
+            raise _Bail
+        if e.name in self.ev.env:
             try:
-                shape = broadcast(a.shape, b.shape)
-            except ShapeError as err:
-                self.report.error(err.message, e.span, err.hint)
+                v = self.ev(e)
+            except NotConstant:
                 raise _Bail from None
-            op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}[e.op]
-            return Typed(Fn(op, (a.node, b.node)), shape, a.batched or b.batched)
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
-            name = e.func.name
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return const(v)
+            self.report.error(f"'{e.name}' is not a number", e.span)
+            raise _Bail
+        known = list(self.values) + list(self.block_defs) + [k for k in self.ev.env if k != "data"]
+        self.report.error(f"unknown name '{e.name}' in model {self.m.name}", e.span, did_you_mean(e.name, known))
+        raise _Bail
+
+    def call(self, e: ast.Call) -> Node | None:
+        """A model's own calls: a block on a value. Layers are stages, not functions."""
+        name = e.func.name
+        if name in self.block_defs:
             if any(a.name for a in e.args) or len(e.args) != 1:
                 self.report.error(f"{name}(...) takes one value here", e.span)
                 raise _Bail
-            if name in self.block_defs:
-                return self.call_block(name, self.expr(e.args[0].value), e.span)
-            f = FUNCTIONS.get(name)
-            if f is not None and f.kind == "elementwise":
-                x = self.expr(e.args[0].value)
-                return Typed(Fn(name, (x.node,)), x.shape, x.batched)
-            if name in LAYERS:
-                self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
-                                  "put it in a `block` and call the block")
-                raise _Bail
-            elementwise = [n for n, f in FUNCTIONS.items() if f.kind == "elementwise"]
-            self.report.error(f"unknown function '{name}' in model {self.m.name}", e.func.span,
-                              did_you_mean(name, elementwise + list(self.block_defs)))
+            return self.call_block(name, self.exprs.check(e.args[0].value), e.span)
+        if name in LAYERS and name not in ELEMENTWISE:
+            self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
+                              "put it in a `block` and call the block")
             raise _Bail
-        what = {ast.String: "a string", ast.Bool: "a boolean", ast.ListExpr: "a list", ast.Index: "indexing",
-                ast.Attr: "a data fact", ast.Call: "this call"}.get(type(e), "this")
-        self.report.error(f"{what} cannot be computed inside a model", e.span,
-                          "a model computes with its inputs, params, blocks and numbers")
-        raise _Bail
+        return None
 
 
 def _list_dims(v) -> tuple | None:

@@ -1,16 +1,15 @@
 """The torch modules a checked model is built from, beyond torch.nn's own.
 
-`SpecModule` runs a ModelIR's forward program; the small layers here
+`SpecModule` runs a ModelIR's forward program, compiled once by the torch backend of the IR; the small layers here
 (recurrent layers that return only their outputs, `last`, `each`, ...) keep
 torch's parameter names so state_dicts read like the spec.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .ir import BlockCall, Chain, Const, Fn, Ref
+from .torch_backend import MODULE, compile_torch
 
 
 class Reshape(nn.Module):
@@ -89,11 +88,6 @@ class GRU(_Recurrent, nn.GRU):
     pass
 
 
-_OPS = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow, "neg": torch.neg,
-}
-
-
 class Block(nn.Module):
     """A named chain of layers (a `block` in the spec)."""
 
@@ -122,48 +116,20 @@ class SpecModule(nn.Module):
             self.add_module(name, b)
         for name, m in layers.items():
             self.add_module(name, m)
-        self._steps = list(ir.steps)
-        self._outputs = list(ir.outputs)
-        self._functions = {}
+        # The forward program, compiled once into closures (compiler/ir_compile.py with the torch primitives).
+        self._steps = [(name, compile_torch(node)) for name, node in ir.steps]
+        self._outputs = [compile_torch(node) for node in ir.outputs]
 
     def forward(self, *inputs):
         env = dict(zip(self.input_names, inputs))
-        for name, node in self._steps:
-            env[name] = self._eval(node, env)
-        outs = tuple(self._eval(node, env) for node in self._outputs)
+        env[MODULE] = self
+        for name, fn in self._steps:
+            env[name] = fn(env)
+        outs = tuple(fn(env) for fn in self._outputs)
         return outs[0] if len(outs) == 1 else outs
-
-    def _eval(self, node, env):
-        if isinstance(node, Ref):
-            return env[node.name] if node.name in env else getattr(self, node.name)
-        if isinstance(node, Chain):
-            x = self._eval(node.input, env)
-            for name in node.layers:
-                x = self._modules[name](x)
-            return x
-        if isinstance(node, BlockCall):
-            return self._modules[node.block](self._eval(node.input, env))
-        if isinstance(node, Const):
-            return node.value
-        if isinstance(node, Fn):
-            args = [self._eval(a, env) for a in node.args]
-            op = _OPS.get(node.name)
-            if op is None:
-                op = _function(node.name)
-            if not any(isinstance(a, torch.Tensor) for a in args):
-                args[0] = torch.tensor(args[0])
-            return op(*args)
-        raise TypeError(f"unknown node {node!r}")
 
     def reset_state(self) -> None:
         for m in self.modules():
             if isinstance(m, _Recurrent):
                 m.reset_state()
 
-
-def _function(name: str):
-    from .functions import FUNCTIONS
-    target = torch
-    for part in FUNCTIONS[name].torch_name.split("."):
-        target = getattr(target, part)
-    return target

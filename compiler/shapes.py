@@ -80,3 +80,106 @@ def broadcast(a: TensorShape, b: TensorShape) -> TensorShape:
                              "elementwise arithmetic needs equal sizes, or size 1 to broadcast")
     dtype = a.dtype if a.is_float or not b.is_float else b.dtype
     return TensorShape(dtype, tuple(reversed(dims)))
+
+
+# ---------------------------------------------------------------- element types of results
+
+_FLOAT_RANK = {"f16": 1, "bf16": 1, "f32": 2, "f64": 3}
+_INT_RANK = {"bool": 0, "i32": 1, "i64": 2}
+MAKES_FLOAT = ("div",)          # integer operands give floats (true division)
+
+
+def result_dtype(op: str, operands: list[tuple[str, bool]]) -> str:
+    """The element type of `op` over (dtype, is a plain number) operands, as torch and numpy compute it.
+
+    Tensors promote by kind and width (i32 + i64 -> i64, i64 + f32 -> f32, f32 + f64 -> f64); a plain number
+    counts by kind only (f16 * 2.0 stays f16, i64 * 2.5 becomes the default float f32); true division and
+    floating-point functions of integers give f32.
+    """
+    tensors = [d for d, const in operands if not const] or [d for d, _ in operands]
+    consts = [d for d, const in operands if const]
+    floats = [d for d in tensors if d in _FLOAT_RANK]
+    if floats:
+        out = max(floats, key=_FLOAT_RANK.get)
+    elif any(d in _FLOAT_RANK for d in consts):
+        out = "f32"
+    else:
+        out = max(tensors, key=lambda d: _INT_RANK.get(d, 0))
+    if out not in _FLOAT_RANK and op in MAKES_FLOAT:
+        out = "f32"
+    return out
+
+
+# ---------------------------------------------------------------- symbolic dims bound to sizes
+
+def dim_bindings(declared: TensorShape, given: TensorShape) -> dict[str, int]:
+    """The sizes a declared shape's bare symbolic dims take for a given shape: f32[T, 1] given [10, 1] -> {T: 10}."""
+    if declared.rank != given.rank:
+        return {}
+    return {d: g for d, g in zip(declared.dims, given.dims) if isinstance(d, str) and d.isidentifier()
+            and isinstance(g, int)}
+
+
+def bind_dims(shape: TensorShape, bindings: dict[str, int]) -> TensorShape:
+    """The shape with its symbolic dims computed for the bound sizes (`T-2` with T=10 is 8); others stay symbolic."""
+    if not bindings or not shape.symbolic:
+        return shape
+    return shape.with_dims(_bound(d, bindings) for d in shape.dims)
+
+
+def _bound(dim, bindings: dict[str, int]):
+    """A symbolic dim as the layer shape rules write it (`T`, `T-2`, `(T-2)/2+1`; `/` divides whole numbers),
+    computed for the bound sizes; the dim itself when a symbol is unbound or the text is not such a formula."""
+    if not isinstance(dim, str):
+        return dim
+    text = dim.replace(" ", "")
+    pos = 0
+
+    def peek() -> str:
+        return text[pos] if pos < len(text) else ""
+
+    def atom() -> int:
+        nonlocal pos
+        c = peek()
+        if c == "(":
+            pos += 1
+            value = expr()
+            if peek() != ")":
+                raise ValueError
+            pos += 1
+            return value
+        start = pos
+        while peek() and (peek().isalnum() or peek() == "_"):
+            pos += 1
+        word = text[start:pos]
+        if word.isdigit():
+            return int(word)
+        if word in bindings:
+            return bindings[word]
+        raise ValueError
+
+    def term() -> int:
+        nonlocal pos
+        value = atom()
+        while peek() in ("*", "/"):
+            op = peek()
+            pos += 1
+            right = atom()
+            value = value * right if op == "*" else value // right
+        return value
+
+    def expr() -> int:
+        nonlocal pos
+        value = term()
+        while peek() in ("+", "-"):
+            op = peek()
+            pos += 1
+            right = term()
+            value = value + right if op == "+" else value - right
+        return value
+
+    try:
+        value = expr()
+    except (ValueError, ZeroDivisionError):
+        return dim
+    return value if pos == len(text) and value > 0 else dim

@@ -64,7 +64,7 @@ def test_cnn_shapes_and_defaults():
     assert (t.optimizer.name, t.optimizer.args["lr"], t.epochs, t.steps) == ("adam", 0.001, 1, None)
     assert (t.evaluate, t.log, t.checkpoint_every) == (("epochs", 1), ("steps", 50), ("epochs", 1))
     assert (t.seed, t.device, t.precision, t.deterministic, t.warmup_steps) == (0, "auto", "fp32", False, 0)
-    assert [x.name for x in t.metrics] == ["accuracy"] and t.loss.builtin.name == "cross_entropy"
+    assert [x.name for x in t.metrics] == ["accuracy"] and [c.name for c in t.loss.calls()] == ["cross_entropy"]
     d = c.data
     assert (d.source.name, d.batch, d.shuffle, d.validation, d.input_names, d.target_names) == (
         "mnist", 50, True, None, ["image"], ["label"])
@@ -84,7 +84,7 @@ def test_sequences_keep_their_symbolic_length():
 def test_expression_models_and_losses():
     c = load(str(SPECS / "thermometer.dlspec"))
     assert [p.name for p in c.model.params] == ["w", "b"] and str(c.model.output_shapes[0]) == "f32[]"
-    assert c.train.loss.builtin is None and c.train.loss.text == "mean((output - t_c) ** 2)"
+    assert c.train.loss.calls() == [] and c.train.loss.text == "mean((output - t_c) ** 2)"
     assert c.data.input_names == ["t_u * scale"] and c.data.batch is None and c.data.shuffle is False
     ae = load(str(SPECS / "autoencoder_mnist.dlspec"))
     assert [str(s) for s in ae.model.output_shapes] == ["f32[3]", "f32[784]"]

@@ -24,7 +24,9 @@ import torch
 from conftest import SHARED_DATA, SPECS
 from dslc.compiler.check import check, parse_override
 from dslc.compiler.emit_python import eject
-from dslc.compiler.emit_train import EjectError, builtin_loss, optimizer_source, train_source
+from dslc.compiler.emit_expr import loss_source
+from dslc.compiler.emit_train import EjectError, optimizer_source, train_source
+from dslc.compiler.torch_backend import loss_function
 from dslc.compiler.losses import LOSSES
 from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.dsl.parse import read_spec
@@ -270,23 +272,23 @@ def test_every_optimizer_is_written_with_dslcs_settings():
         assert strip(got.param_groups[0]) == strip(want.param_groups[0]), name
 
 
-def test_every_builtin_loss_is_written_as_dslc_computes_it():
+@pytest.mark.parametrize("sequence", [False, True], ids=["per-sample", "per-step"])
+def test_every_builtin_loss_is_written_as_dslc_computes_it(sequence):
     import torch.nn.functional as F
 
-    class Owner:
-        uses_functional = False
-        amp = False
     g = torch.Generator().manual_seed(0)
     for name, loss in LOSSES.items():
         args = {a.name: a.default for a in loss.args}
+        steps = (4,) if sequence else ()
         if loss.target == "class":
-            output, target = torch.randn(5, 3, generator=g), torch.randint(0, 3, (5,), generator=g)
+            output, target = torch.randn(5, *steps, 3, generator=g), torch.randint(0, 3, (5, *steps), generator=g)
             if name == "nll":
-                output = output.log_softmax(dim=1)
+                output = output.log_softmax(dim=-1)
         else:
-            output, target = torch.rand(5, 1, generator=g), torch.rand(5, generator=g)
-        want = loss.build(args)(output, target)
-        got = eval(builtin_loss(Owner(), name, args, "output", "target"), {"F": F, "output": output, "target": target})
+            output, target = torch.rand(5, *steps, 1, generator=g), torch.rand(5, *steps, generator=g)
+        want = loss_function(name, args)(output, target)
+        text = loss_source(name, args, "output", "target", output_rank=output.dim() - 1)
+        got = eval(text, {"F": F, "output": output, "target": target})
         assert torch.equal(got, want), name
 
 

@@ -437,7 +437,7 @@ def cmd_eval(args) -> int:
     import json
 
     from dslc.runtime.data.dataset import load_data
-    from dslc.runtime.training.loss import make_loss
+    from dslc.runtime.training.loss import make_loss, make_metrics
     from dslc.runtime.training.run_dir import load_run
     from dslc.runtime.training.loop import evaluate, pick_device
 
@@ -453,7 +453,7 @@ def cmd_eval(args) -> int:
     module = run.module.to(device)
     module.reset_state()
     result = evaluate(module, split.to(device) if device.type != "cpu" else split, make_loss(run.checked, module),
-                      run.checked.train.metrics, run.checked.data.batch, device)
+                      make_metrics(run.checked), run.checked.data.batch, device)
     record = {"run": str(run.path), "checkpoint": str(run.checkpoint), "split": name, "samples": split.n,
               **{f"{name}_{k}": v for k, v in result.items()}}
     if args.json:

@@ -22,12 +22,11 @@ import torch
 
 from dslc.errors import UserError
 from dslc.compiler.data_sources import DATA_SOURCES
-from dslc.compiler.ir import SourceIR
+from dslc.compiler.ir import SourceIR, refs
 from dslc.compiler.shapes import DTYPES
-from dslc.dsl import ast
 from dslc.dsl.diagnostics import did_you_mean
 
-from dslc.runtime.data.columns import evaluate_column
+from dslc.compiler.numpy_backend import evaluate_column
 from dslc.runtime.data.sources import LoadContext, SourceData
 from dslc.runtime.data.preprocessing import fit_shape, preprocessing_for
 
@@ -69,16 +68,15 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
         raise UserError("the spec has no data block, so there is nothing to load")
     path = checked.source.path
     spec_dir = Path(path).resolve().parent if path not in ("<spec>", "-", "") else Path.cwd()
-    lets = {k: v for k, v in checked.lets.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     root = resolve_root(data_root, data.root_override)
 
     def context(seed, like=None) -> LoadContext:
-        return LoadContext(spec_dir, root, download, lets, seed, like)
+        return LoadContext(spec_dir, root, download, seed, like)
 
     main = _load(data.source, context(_nonneg(data.split_seed)))
     facts = {**data.source.facts, **main.facts}
     notices = [main.notice] if main.notice else []
-    whole = _arrays(main.columns, main, data, checked.model, lets, facts, f"the {data.source.name} source")
+    whole = _arrays(main.columns, main, data, checked.model, facts, f"the {data.source.name} source")
 
     parts, described = _fraction_splits(whole, data)
     for i, role in enumerate(("validation", "test"), start=1):
@@ -88,12 +86,12 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
             src_facts = {**setting.facts, **src.facts}
             _same_labels(facts, src_facts, role)
             columns = src.test if src.test is not None else src.columns
-            parts[role] = _arrays(columns, src, data, checked.model, lets, facts, f"the {role} source ({setting.name})")
+            parts[role] = _arrays(columns, src, data, checked.model, facts, f"the {role} source ({setting.name})")
             described[role] = f"source {setting.name}" + (" (its test set)" if src.test is not None else "")
             if src.notice:
                 notices.append(src.notice)
     if "test" not in parts and data.test is None and main.test is not None:
-        parts["test"] = _arrays(main.test, main, data, checked.model, lets, facts, f"the test set of {data.source.name}")
+        parts["test"] = _arrays(main.test, main, data, checked.model, facts, f"the test set of {data.source.name}")
         described["test"] = "the source's own test set"
 
     digest = hashlib.sha256()
@@ -147,19 +145,14 @@ def _same_labels(facts: dict, other: dict, role: str) -> None:
 # ---------------------------------------------------------------- inputs and targets
 
 
-def _arrays(columns: dict, src: SourceData, data, model, lets: dict, facts: dict, what: str):
+def _arrays(columns: dict, src: SourceData, data, model, facts: dict, what: str):
     """(inputs, targets) as numpy arrays: inputs cast and reshaped to the model, targets as int64 or float32."""
     n = len(next(iter(columns.values())))
     if n == 0:
         raise UserError(f"{what} holds no samples")
-    in_exprs = data.inputs if data.inputs is not None else [ast.Var(name=c) for c in data.input_names]
-    out_exprs = data.targets if data.targets is not None else [ast.Var(name=c) for c in data.target_names]
-    if len(in_exprs) != len(model.inputs):
-        raise UserError(f"model {model.name} takes {len(model.inputs)} input(s) but the data gives {len(in_exprs)} "
-                        f"({', '.join(data.input_names)})")
     inputs = []
-    for expr, label, (name, shape) in zip(in_exprs, data.input_names, model.inputs.items()):
-        values = _column(expr, label, columns, src, lets, n, what)
+    for expr, label, (name, shape) in zip(data.inputs, data.input_names, model.inputs.items()):
+        values = _column(expr, label, columns, src, n, what)
         dtype = np.dtype(DTYPES[shape.dtype])
         if dtype.kind in "iu" and values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
             raise UserError(f"input {name} is {shape} (whole numbers) but '{label}' in {what} has fractions")
@@ -172,8 +165,8 @@ def _arrays(columns: dict, src: SourceData, data, model, lets: dict, facts: dict
         inputs.append(values)
     targets = []
     classes = facts.get("classes")
-    for expr, label in zip(out_exprs, data.target_names):
-        values = _column(expr, label, columns, src, lets, n, what)
+    for expr, label in zip(data.targets, data.target_names):
+        values = _column(expr, label, columns, src, n, what)
         if values.dtype.kind in "iu":
             values = values.astype(np.int64, copy=False)
             if classes is not None:
@@ -188,9 +181,10 @@ def _arrays(columns: dict, src: SourceData, data, model, lets: dict, facts: dict
     return [inputs, targets]
 
 
-def _column(expr, label: str, columns: dict, src: SourceData, lets: dict, n: int, what: str) -> np.ndarray:
-    for name in ast.names_in(expr):
-        if name in columns or name in lets:
+def _column(expr, label: str, columns: dict, src: SourceData, n: int, what: str) -> np.ndarray:
+    """One input or target: its IR expression computed over the source's columns (compiler/numpy_backend.py)."""
+    for name in refs(expr, "column"):
+        if name in columns:
             continue
         if name in src.bad_columns:
             raise UserError(src.bad_columns[name])
@@ -200,7 +194,7 @@ def _column(expr, label: str, columns: dict, src: SourceData, lets: dict, n: int
         raise UserError(f"{what} has no column '{name}'" + (f"; {hint}" if hint else "")
                         + f" (columns: {', '.join(available)})")
     try:
-        values = evaluate_column(expr, columns, lets, n)
+        values = evaluate_column(expr, columns, n)
     except UserError as err:
         raise UserError(f"{what}: {err}") from None
     if len(values) != n:

@@ -4,8 +4,8 @@
 in summary.json and in the ONNX metadata); `prepare_inputs(raw, preprocessing)`
 applies it to an image array (0-255 or already in [0, 1]), a dict of numeric
 columns, or a list of strings, and returns one array per model input with a
-leading batch axis. numpy only (and the spec parser for recorded input
-expressions); never torch.
+leading batch axis. numpy only (the IR's numpy backend replays the recorded
+input expressions); never torch.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 
 from dslc.errors import UserError
 from dslc.compiler.shapes import DTYPES
-from dslc.dsl.ast import names_in
+from dslc.compiler.ir import expr_text, from_json, refs, to_json
+from dslc.compiler.numpy_backend import evaluate_column
 
 from dslc.runtime.data import text as text_lib
-from dslc.runtime.data.columns import evaluate_column, inline_lets
 
 
 class InputError(UserError, ValueError):
@@ -31,18 +31,16 @@ class InputError(UserError, ValueError):
 
 
 def preprocessing_for(checked, facts: dict) -> dict:
-    """The preprocessing dict for a checked spec, given the data facts (check-time facts updated by the loader)."""
-    from dslc.dsl.format import format_expr
+    """The preprocessing dict for a checked spec, given the data facts (check-time facts updated by the loader).
+
+    `input_ir` holds each model input's expression over the raw columns as serialised IR (compiler/ir.py
+    `to_json`), which prediction replays with the numpy backend; `input_exprs` the same as text, for people.
+    """
     data, model = checked.data, checked.model
     kind = facts.get("kind", "table")
-    lets = {k: v for k, v in checked.lets.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    exprs = [inline_lets(e, lets) for e in data.inputs] if data.inputs is not None else None
-    input_exprs = [format_expr(e) for e in exprs] if exprs is not None else list(data.input_names)
     raw_columns: list[str] = []
-    for e in exprs if exprs is not None else []:
-        raw_columns += [n for n in names_in(e) if n not in raw_columns]
-    if exprs is None:
-        raw_columns = list(data.input_names)
+    for node in data.inputs:
+        raw_columns += [n for n in refs(node, "column") if n not in raw_columns]
     known = facts.get("columns") if isinstance(facts.get("columns"), dict) else {}
     column_shapes = {}
     for name in raw_columns:
@@ -51,38 +49,35 @@ def preprocessing_for(checked, facts: dict) -> dict:
         if kind == "sequence" and dims:
             dims[0] = "T"          # windows have a fixed length in training; any length at prediction
         column_shapes[name] = dims
-    n_out = len(model.output_shapes)
-    out = {
+    n_out = len(model.outputs)
+    return {
         "kind": kind,
         "inputs": [{"name": n, "dtype": DTYPES[s.dtype], "shape": list(s.dims)} for n, s in model.inputs.items()],
         "outputs": ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)],
         "scale": facts.get("scale"),
         "columns": raw_columns,
         "column_shapes": column_shapes,
-        "input_exprs": input_exprs,
+        "input_exprs": [expr_text(node) for node in data.inputs],
+        "input_ir": [to_json(node) for node in data.inputs],
         "tokenizer": facts.get("tokenizer"),
         "labels": list(facts["labels"]) if facts.get("labels") is not None else None,
-        "task": _task(checked, facts),
+        "task": _task(checked),
     }
-    return out
 
 
-def _task(checked, facts: dict) -> str:
+def _task(checked) -> str:
     """classification (class scores vs class labels), reconstruction (the loss compares with an input), regression."""
     from dslc.compiler.losses import LOSSES
-    model, data, train = checked.model, checked.data, checked.train
-    loss = train.loss if train else None
-    if loss is not None and loss.builtin is not None:
-        return "classification" if LOSSES[loss.builtin.name].target == "class" else "regression"
-    if loss is not None and loss.expr is not None:
-        names = set(names_in(loss.expr, functions=True))
-        if names & set(model.inputs) and not names & set(data.target_names + ["target"]):
-            return "reconstruction"
-        if any(n in LOSSES and LOSSES[n].target == "class" for n in names):
-            return "classification"
-        return "regression"
-    targets = facts.get("target_shapes") or []
-    if len(model.output_shapes) == 1 and model.output_shapes[0].rank == 1 and len(targets) == 1 and targets[0].is_int:
+    train = checked.train
+    if train is None or train.loss.node is None:
+        model, targets = checked.model, checked.data.targets
+        classify = (len(model.outputs) == 1 and model.outputs[0].shape.rank == 1 and len(targets) == 1
+                    and targets[0].shape.is_int)
+        return "classification" if classify else "regression"
+    node = train.loss.node
+    if refs(node, "input") and not refs(node, "target"):
+        return "reconstruction"
+    if any(LOSSES[c.name].target == "class" for c in train.loss.calls()):
         return "classification"
     return "regression"
 
@@ -141,26 +136,17 @@ def prepare_inputs(raw: Any, preprocessing: dict) -> list[np.ndarray]:
     """Model inputs (one array per input, [N, *dims], the declared dtype) from raw inputs."""
     columns = _raw_columns(raw, preprocessing)
     n = len(next(iter(columns.values())))
+    if "input_ir" not in preprocessing:
+        raise InputError("this model was exported by an older dslc that did not record its input expressions; "
+                         "export it again with `dslc export RUN`")
     out = []
-    for text, spec in zip(preprocessing["input_exprs"], preprocessing["inputs"]):
-        if text in columns:
-            value = columns[text]
-        else:
-            value = evaluate_column(_parse(text), columns, None, n)
+    for data, spec in zip(preprocessing["input_ir"], preprocessing["inputs"]):
+        value = evaluate_column(from_json(data), columns, n)
         value = fit_shape(value, spec["shape"], f"input '{spec['name']}'", n)
         if np.issubdtype(np.dtype(spec["dtype"]), np.floating) and not np.all(np.isfinite(value)):
             raise InputError(f"input '{spec['name']}' holds NaN or infinite values")
         out.append(np.ascontiguousarray(value, dtype=spec["dtype"]))
     return out
-
-
-def _parse(text: str):
-    from dslc.errors import SpecError
-    from dslc.dsl.parse import parse
-    try:
-        return parse(text, "<preprocessing>", start="expr")
-    except SpecError as err:
-        raise InputError(f"the recorded input expression {text!r} cannot be read: {err}") from None
 
 
 def _raw_columns(raw: Any, pre: dict) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 from dslc.errors import UserError
 
 from dslc.runtime.data import text as text_lib
-from dslc.runtime.data.columns import evaluate_column
+from dslc.compiler.numpy_backend import evaluate_column
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 MNIST_SAMPLE = SAMPLES / "mnist5k"
@@ -41,7 +41,6 @@ class LoadContext:
     spec_dir: Path                          # relative paths in the spec are relative to this folder
     data_root: Path | None = None           # --data-root / DSLC_DATA_ROOT: the folder (or file) holding the data
     download: bool = True                   # may a loader fetch missing data from the network
-    lets: dict = field(default_factory=dict)
     seed: int | tuple = 0                   # seeds random columns when the source gives no seed
     like: dict | None = None                # a split's source: the training source's facts (vocabulary, labels)
 
@@ -211,7 +210,7 @@ def load_generate(args: dict, ctx: LoadContext) -> SourceData:
     rng = np.random.default_rng(args["seed"] if args.get("seed") is not None else ctx.seed)
     columns: dict[str, np.ndarray] = {}
     for name, expr in args["columns"].items():
-        columns[name] = _one_per_row(evaluate_column(expr, columns, ctx.lets, n, rng), name, n)
+        columns[name] = _one_per_row(evaluate_column(expr, columns, n, rng), name, n)
     return SourceData(columns=columns, facts={"kind": "table"})
 
 
@@ -224,7 +223,7 @@ def load_sequence(args: dict, ctx: LoadContext) -> SourceData:
     env: dict[str, np.ndarray] = {"t": t}
     columns: dict[str, np.ndarray] = {}
     for name, expr in args["columns"].items():
-        env[name] = _one_per_row(evaluate_column(expr, env, ctx.lets, n, rng), name, n)
+        env[name] = _one_per_row(evaluate_column(expr, env, n, rng), name, n)
         columns[name] = env[name].reshape(windows, length, 1)
     return SourceData(columns=columns, facts={"kind": "sequence"})
 

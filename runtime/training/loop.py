@@ -54,14 +54,13 @@ import torch
 from dslc.errors import UserError
 from dslc.compiler.build import build_model
 from dslc.compiler.ir import CheckedSpec
-from dslc.compiler.metrics import METRICS
 from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.compiler.schedules import SCHEDULES
 
 from dslc.runtime.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from dslc.runtime.training.distributed import SINGLE, Shards, World, shard_split
 from dslc.runtime.training.distributed import wrap as _wrap
-from dslc.runtime.training.loss import make_loss
+from dslc.runtime.training.loss import make_loss, make_metrics
 
 MIN_CHECKPOINT_SECONDS = 5.0
 PROGRESS_SECONDS = 0.25
@@ -120,11 +119,6 @@ def split_on_device(split, device: torch.device):
     return split.to(device)
 
 
-def metric_name(call) -> str:
-    """A metric's key in records: accuracy, top5, mse, mae."""
-    return f"top{call.args['k']}" if call.name == "top_k" else call.name
-
-
 class _NoStop:
     """What a distributed rank's loop watches instead of its signals: those are agreed at events."""
     signum = None
@@ -163,21 +157,23 @@ class StopRequest:
 @torch.no_grad()
 def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: torch.device,
              precision: str = "fp32", world: World = SINGLE) -> dict[str, float]:
-    """Loss and metrics over a whole split, exact: sums over batches divided by the sample count.
+    """Loss and metrics (runtime/training/loss.py `Metrics`) over a whole split, exact: sums over batches divided
+    by what they count (samples for the loss, predictions for a metric).
 
     The split's loss is the sample-weighted mean of its batch losses. With several
     ranks, each evaluates its share of the split and the sums are added up.
     """
     from dslc.runtime.data.dataset import batches
-    count = split.n
     if world.size > 1:
         split = shard_split(split, world)
+    count = split.n                                  # this rank's samples; the ranks' counts add up
     was_training = module.training
     module.eval()
     autocast = autocast_for(precision, device)
     size = split.n if batch_size is None else max(batch_size, 256)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    sums = [torch.zeros((), dtype=torch.float64, device=device) for _ in metrics]
+    sums = [torch.zeros((), dtype=torch.float64, device=device) for _ in range(len(metrics))]
+    counts = [0] * len(metrics)
     try:
         for inputs, targets in (batches(split, size, False, None) if split.n else ()):
             n = inputs[0].shape[0]
@@ -185,20 +181,19 @@ def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: to
                 output = module(*inputs)
                 loss = loss_fn(output, inputs, targets)
             total += loss.double() * n
-            if metrics:
-                if isinstance(output, tuple):
-                    raise UserError("metrics compare one model output with the target; this model has several")
-                out = output.float()
-                for k, m in enumerate(metrics):
-                    sums[k] += METRICS[m.name].batch_sum(out, targets[0], m.args).double()
+            if len(metrics):
+                for k, (value, n_counted) in enumerate(metrics(output.float(), targets)):
+                    sums[k] += value.double()
+                    counts[k] += n_counted
     finally:
         module.train(was_training)
+    totals = torch.stack([total] + sums).tolist() + [count] + counts
     if world.size > 1:
-        values = [v / count for v in world.sum(torch.stack([total] + sums).tolist())]
-    else:
-        values = torch.stack([total] + sums).div_(count).tolist()
+        totals = world.sum(totals)
+    k = len(sums) + 1
+    values = [v / n if n else float("nan") for v, n in zip(totals[:k], totals[k:])]
     out = {"loss": values[0]}
-    out.update({metric_name(m): v for m, v in zip(metrics, values[1:])})
+    out.update(dict(zip(metrics.keys, values[1:])))
     return out
 
 
@@ -230,7 +225,7 @@ class Trainer:
         self.loss_fn = make_loss(checked, self.module)
         self.shards = Shards(world) if world.size > 1 else None
         self.train_loss_fn = self.loss_fn if self.shards is None else self._weighted_loss
-        self.metrics = tr.metrics
+        self.metrics = make_metrics(checked)
         self.optimizer = OPTIMIZERS[tr.optimizer.name].build(self.module.parameters(), tr.optimizer.args)
 
         self.train_split = split_on_device(data.train, device)
@@ -253,9 +248,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.autocast = autocast_for(self.precision, device)
 
-        if self.metrics and len(checked.model.outputs) > 1:
-            raise UserError(f"metrics compare one output with the target, but model {checked.model.name} has "
-                            f"{len(checked.model.outputs)} outputs; remove `metrics` or return one output")
         self.evaluating = (self.val_split is not None or self.test_split is not None or bool(tr.early_stopping)
                            or self.schedule_unit == "metric")
         self.watch = self._watched_metric()
@@ -306,7 +298,7 @@ class Trainer:
         names = {"train_loss"}
         for prefix, split in (("val", self.val_split), ("test", self.test_split)):
             if split is not None:
-                names |= {f"{prefix}_loss"} | {f"{prefix}_{metric_name(m)}" for m in self.metrics}
+                names |= {f"{prefix}_loss"} | {f"{prefix}_{key}" for key in self.metrics.keys}
         if es["metric"] not in names:
             hint = (" (there is no validation split: add `validation = 0.2` to the data block)"
                     if es["metric"].startswith("val_") and self.val_split is None else "")

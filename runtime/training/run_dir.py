@@ -30,7 +30,7 @@ import yaml
 from dslc.errors import UserError
 from dslc.compiler.check import check, parse_override
 from dslc.compiler.data_sources import DATA_SOURCES
-from dslc.compiler.ir import CallIR, CheckedSpec, SourceIR
+from dslc.compiler.ir import CallIR, CheckedSpec, Node, SourceIR, expr_text
 from dslc.compiler.values import CallValue, Facts, Symbol
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Source
@@ -264,17 +264,16 @@ def _source_text(src: SourceIR, sub: _Substitute) -> str:
              if v is not None and not (entry.column_args and k == "columns")]
     if entry.column_args:
         for name, col in (src.args.get("columns") or {}).items():
-            parts.append(f"{name}={format_expr(sub.expr(col)) if isinstance(col, ast.Node) else _text(col)}")
+            parts.append(f"{name}={expr_text(col) if isinstance(col, Node) else _text(col)}")
     return f"{src.name}({', '.join(parts)})"
 
 
 def _data_section(checked: CheckedSpec, sub: _Substitute) -> dict:
     d = checked.data
     out: dict[str, Any] = {"source": _source_text(d.source, sub)}
-    if d.inputs is not None:
-        out["inputs"] = [format_expr(sub.expr(e)) for e in d.inputs]
-    if d.targets is not None:
-        out["targets"] = [format_expr(sub.expr(e)) for e in d.targets]
+    out["inputs"] = [expr_text(e) for e in d.inputs]
+    if d.targets:
+        out["targets"] = [expr_text(e) for e in d.targets]
     out["batch"] = d.batch if d.batch is not None else "all"
     out["shuffle"] = d.shuffle
     for key in ("validation", "test"):
@@ -291,7 +290,7 @@ def _every(pair) -> str:
 
 def _train_section(checked: CheckedSpec, sub: _Substitute) -> dict:
     t = checked.train
-    loss = _call_text(t.loss.builtin) if t.loss.builtin is not None else format_expr(sub.expr(t.loss.expr))
+    loss = expr_text(t.loss.node)
     out: dict[str, Any] = {"model": t.model, "loss": loss, "optimizer": _call_text(t.optimizer)}
     if t.schedule is not None:
         out["schedule"] = _call_text(t.schedule)
@@ -300,7 +299,7 @@ def _train_section(checked: CheckedSpec, sub: _Substitute) -> dict:
         out["steps"] = t.steps
     else:
         out["epochs"] = t.epochs
-    out["metrics"] = [_call_text(m) for m in t.metrics]
+    out["metrics"] = [_call_text(CallIR(m.name, m.kwargs)) for m in t.metrics]
     out["evaluate"] = _every(t.evaluate)
     out["log"] = _every(t.log)
     out["checkpoint"] = _every(t.checkpoint_every)

@@ -1,0 +1,88 @@
+"""The one evaluator of the IR: an expression compiled once into nested closures, for any array backend.
+
+`compile_node(node, backend)` returns `fn(env) -> value`. The traversal and the
+per-sample rule live here, once; a backend supplies the primitives (torch in
+compiler/torch_backend.py, numpy in compiler/numpy_backend.py) and resolves
+names from `env`. The rule: per-sample axes line up from the right; a batched
+operand with fewer per-sample axes than the result gets size-1 axes inserted
+right after its batch axis (`y` of [B] against `output` of [B, 1] becomes
+[B, 1], never [B, B]); an unbatched operand (a param, a constant) lines up
+from the right by itself. A step pays only for the array operations: nothing
+here walks the tree after compiling.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from .ir import BlockCall, Chain, Const, Generate, LossCall, MetricCall, Node, Op, Reduce, Ref
+
+Compiled = Callable[[dict], Any]
+
+
+class Backend(Protocol):
+    def ref(self, node: Ref) -> Compiled: ...
+    def const(self, value) -> Any: ...
+    def op(self, name: str) -> Callable: ...                          # add, sub, ..., exp, tanh, ...
+    def pad(self, x, count: int) -> Any: ...                          # insert `count` axes after the batch axis
+    def join(self, name: str, values: list, axis: int, batched: list[bool]) -> Any: ...   # concat / stack
+    def reduce(self, name: str) -> Callable: ...
+    def chain(self, node: Chain) -> Callable: ...                     # fn(env, x)
+    def block(self, node: BlockCall) -> Callable: ...                 # fn(env, x)
+    def loss(self, node: LossCall) -> Callable: ...                   # fn(output, target)
+    def metric(self, node: MetricCall) -> Callable: ...               # fn(output, target) -> (sum, count)
+    def generate(self, node: Generate) -> Callable: ...               # fn(env, **args)
+
+
+def compile_node(node: Node, backend: Backend) -> Compiled:
+    if isinstance(node, Ref):
+        return backend.ref(node)
+    if isinstance(node, Const):
+        value = backend.const(node.value)
+        return lambda env: value
+    if isinstance(node, Op):
+        return _op(node, backend)
+    if isinstance(node, Reduce):
+        arg, fn = compile_node(node.arg, backend), backend.reduce(node.name)
+        return lambda env: fn(arg(env))
+    if isinstance(node, (Chain, BlockCall)):
+        inner = compile_node(node.input, backend)
+        fn = backend.chain(node) if isinstance(node, Chain) else backend.block(node)
+        return lambda env: fn(env, inner(env))
+    if isinstance(node, (LossCall, MetricCall)):
+        out, target = compile_node(node.output, backend), compile_node(node.target, backend)
+        fn = backend.loss(node) if isinstance(node, LossCall) else backend.metric(node)
+        return lambda env: fn(out(env), target(env))
+    if isinstance(node, Generate):
+        args = {k: compile_node(v, backend) for k, v in node.args}
+        fn = backend.generate(node)
+        return lambda env: fn(env, **{k: a(env) for k, a in args.items()})
+    raise TypeError(f"cannot compile {type(node).__name__}")
+
+
+def padding(node: Node, operand: Node) -> int:
+    """How many size-1 axes a batched operand needs after its batch axis to line up with `node`'s per-sample axes."""
+    return node.shape.rank - operand.shape.rank if operand.batched else 0
+
+
+def _aligned(node: Node, operand: Node, backend: Backend) -> Compiled:
+    fn = compile_node(operand, backend)
+    k = padding(node, operand)
+    if k <= 0:
+        return fn
+    pad = backend.pad
+    return lambda env: pad(fn(env), k)
+
+
+def _op(node: Op, backend: Backend) -> Compiled:
+    if node.name in ("concat", "stack"):
+        parts = [compile_node(a, backend) for a in node.args]
+        batched = [a.batched for a in node.args]
+        join, name, axis = backend.join, node.name, node.axis
+        return lambda env: join(name, [p(env) for p in parts], axis, batched)
+    fn = backend.op(node.name)
+    if len(node.args) == 1:
+        (x,) = [_aligned(node, a, backend) for a in node.args]
+        return lambda env: fn(x(env))
+    a, b = (_aligned(node, arg, backend) for arg in node.args)
+    return lambda env: fn(a(env), b(env))

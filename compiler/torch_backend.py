@@ -1,0 +1,140 @@
+"""The torch backend of the IR: model forward programs, losses and metrics, with batch axes.
+
+The primitives compiler/ir_compile.py calls, in torch. Names resolve from the
+environment: inputs, bindings, `output` and targets by name, params and layers
+through the module under `MODULE` (looked up at call time, so a deep-copied or
+moved module runs its own weights). Losses and metrics follow the per-sample
+rule too: a class loss reads class scores on the LAST per-sample axis
+(`[T, classes]` against labels `[T]` is one prediction per step), a value loss
+compares equal-sized samples.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+
+from .functions import FUNCTIONS
+from .ir import BlockCall, Chain, Generate, LossCall, MetricCall, Node, Ref
+from .ir_compile import compile_node
+from .losses import LOSSES
+
+MODULE = "__module__"
+
+_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+           "pow": operator.pow, "neg": operator.neg}
+
+
+def _attr(path: str):
+    target = torch
+    for part in path.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def class_scores_first(output: torch.Tensor) -> torch.Tensor:
+    """[B, ..., C] -> [B, C, ...], the layout torch's class losses take (a no-op for [B, C])."""
+    return output.movedim(-1, 1) if output.dim() > 2 else output
+
+
+def loss_function(name: str, args: dict):
+    """`fn(output, target) -> 0-d tensor` for a loss of the catalog, batched per the per-sample rule."""
+    entry = LOSSES[name]
+    fn = getattr(F, entry.functional)
+    kwargs = {k: v for k, v in args.items() if not k.startswith("__")}
+    if entry.target == "class":
+        return lambda output, target: fn(class_scores_first(output), target.long(), **kwargs)
+    return lambda output, target: fn(output, target.reshape(output.shape).to(output.dtype), **kwargs)
+
+
+def metric_function(name: str, args: dict):
+    """`fn(output, target) -> (sum, count)` for a metric of the catalog: its sum over the batch and what it counts."""
+    if name in ("accuracy", "top_k"):
+        k = args.get("k", 1)
+
+        def hits(output, target):
+            target = target.long()
+            if name == "accuracy" or k == 1:
+                right = output.argmax(dim=-1) == target
+            else:
+                top = output.topk(min(k, output.shape[-1]), dim=-1).indices
+                right = (top == target.unsqueeze(-1)).any(dim=-1)
+            return right.sum(), right.numel()
+        return hits
+
+    def error(output, target):
+        diff = output - target.reshape(output.shape).to(output.dtype)
+        per = diff.pow(2) if name == "mse" else diff.abs()
+        per_sample = per.reshape(per.shape[0], -1).mean(dim=1) if per.dim() > 1 else per
+        return per_sample.sum(), per_sample.shape[0]
+    return error
+
+
+class TorchBackend:
+    def ref(self, node: Ref):
+        name, index = node.name, node.index
+        if node.role == "param":
+            return lambda env: getattr(env[MODULE], name)
+        if index is not None:
+            return lambda env: env[name][index]
+        return lambda env: env[name]
+
+    def const(self, value):
+        return value                  # a Python number: ints stay ints (x ** 2 is torch's fast square)
+
+    def op(self, name: str):
+        if name in _BINARY:
+            return _BINARY[name]
+        return _attr(FUNCTIONS[name].torch)
+
+    def pad(self, x, count: int):
+        return x[(slice(None),) + (None,) * count]
+
+    def join(self, name: str, values: list, axis: int, batched: list[bool]):
+        rows = next((v.shape[0] for v, b in zip(values, batched) if b), None)
+        values = [torch.as_tensor(v) for v in values]
+        if rows is not None:
+            values = [v if b else v.expand(rows, *v.shape) for v, b in zip(values, batched)]
+        floats = [v.dtype for v in values if v.is_floating_point()]
+        if floats:
+            values = [v.to(floats[0]) for v in values]
+        at = axis + (1 if rows is not None else 0)
+        return torch.cat(values, dim=at) if name == "concat" else torch.stack(values, dim=at)
+
+    def reduce(self, name: str):
+        if name == "mean":
+            return lambda x: torch.as_tensor(x).mean()
+        return lambda x: torch.as_tensor(x).sum()
+
+    def chain(self, node: Chain):
+        names = node.layers
+
+        def run(env, x):
+            modules = env[MODULE]._modules
+            for n in names:
+                x = modules[n](x)
+            return x
+        return run
+
+    def block(self, node: BlockCall):
+        name = node.block
+        return lambda env, x: env[MODULE]._modules[name](x)
+
+    def loss(self, node: LossCall):
+        return loss_function(node.name, node.kwargs)
+
+    def metric(self, node: MetricCall):
+        return metric_function(node.name, node.kwargs)
+
+    def generate(self, node: Generate):
+        raise TypeError(f"{node.name}(...) makes data columns and runs on the numpy backend only")
+
+
+BACKEND = TorchBackend()
+
+
+def compile_torch(node: Node):
+    """`fn(env) -> tensor`: the node compiled once for torch."""
+    return compile_node(node, BACKEND)
