@@ -50,6 +50,7 @@ class ModelChecker:
         self.exprs = ExprChecker(report, evaluate, self.name, self.call, f"in model {model.name}")
         self.chain_broken = False      # a stage of the running chain failed: later shapes are unknown
         self.returned = False
+        self.first_stage = None         # the first stage of the top-level chain, if any
 
     # ------------------------------------------------------------ entry
 
@@ -130,6 +131,10 @@ class ModelChecker:
             self.values[st.name] = Ref(name=st.name, role="binding", shape=value.shape, batched=value.batched)
         elif isinstance(st, ast.Return):
             self.returned = True
+            if self.first_stage is not None:
+                self.report.error("the stages of the model's chain compute a value that `return` never uses",
+                                  self.first_stage.span, "with `return`, put the stages in a block and call it "
+                                  "(h = encoder(x)), or leave `return` out to return the chain's value")
             outs = [self.exprs.check(v) for v in st.values]
             for v, o in zip(st.values, outs):
                 if not o.batched:
@@ -206,6 +211,7 @@ class ModelChecker:
             name = next(iter(self.ir.inputs))
             self.used.add(name)
             self.current = self.values[name]
+            self.first_stage = st
         try:
             layers, typed = self.stage(st, self.current, scope="")
         except _Bail:
