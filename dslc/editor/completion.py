@@ -57,6 +57,7 @@ class Context:
     call: str | None = None   # the callee, inside its parentheses
     arg: str | None = None    # the keyword argument whose value is being written
     given: tuple[str, ...] = ()
+    positional: int = 0       # positional arguments written before the cursor
     after_each: bool = False
     model: str | None = None
     prefix: str = ""
@@ -81,7 +82,7 @@ def _statement_key(tokens: list[tuple[str, str]]) -> str | None:
 def context(text: str, offset: int) -> Context:
     """Where the cursor at `offset` (a character index into `text`) stands."""
     before = text[:offset]
-    m = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", before)
+    m = re.search(r"[A-Za-z_][A-Za-z0-9_]*\Z", before)
     prefix = m.group(0) if m else ""
     body = before[:len(before) - len(prefix)]
     stack: list[_Frame] = [_Frame("")]
@@ -158,11 +159,13 @@ def context(text: str, offset: int) -> Context:
             return Context("none", "model", prefix=prefix, model=model)
         given = tuple(t for i, (k, t) in enumerate(top.statement) if k == "name"
                       and i + 1 < len(top.statement) and top.statement[i + 1][1] == "=")
+        segments = _split(top.statement, ",")[:-1]       # the arguments before the one being written
+        positional = sum(1 for seg in segments if seg and not (len(seg) > 1 and seg[1][1] == "="))
         at_name = last[1] in ("(", ",")
         current = top.statement[_last_index(top.statement, ",") + 1:]
         arg = current[0][1] if len(current) >= 2 and current[0][0] == "name" and current[1][1] == "=" else None
         return Context("argument" if at_name else "value", block, key=_outer_key(stack), call=top.owner, arg=arg,
-                       given=given, prefix=prefix, model=model)
+                       given=given, positional=positional, prefix=prefix, model=model)
     if top.bracket == "[":
         return Context("value", block, key=_outer_key(stack), prefix=prefix, model=model)
     if top.bracket == "":
@@ -195,6 +198,16 @@ def context(text: str, offset: int) -> Context:
     if top.statement:
         return Context("none", top.owner, prefix=prefix, model=model)
     return Context("key", top.owner, prefix=prefix, model=model)
+
+
+def _split(tokens: list[tuple[str, str]], text: str) -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = [[]]
+    for tok in tokens:
+        if tok[1] == text:
+            out.append([])
+        else:
+            out[-1].append(tok)
+    return out
 
 
 def _last_index(tokens: list[tuple[str, str]], text: str) -> int:
@@ -294,8 +307,9 @@ def complete(text: str, offset: int, known: SpecIndex) -> tuple[list[Item], str]
     elif ctx.where == "argument":
         entry = catalogs.lookup(ctx.call or "")
         if entry is not None:
+            filled = [a.name for a in entry.args if not a.variadic][:ctx.positional]
             for a in entry.args:
-                if a.name in ctx.given or a.variadic:
+                if a.name in ctx.given or a.name in filled or a.variadic:
                     continue
                 default = "required" if a.required else f"default {a.default}"
                 items.append(Item(f"{a.name}=", "argument", f"{a.kind}, {default}", insert=f"{a.name}=",

@@ -100,7 +100,10 @@ class DslcServer(LanguageServer):
         text = lines[n] if lines else ""
         if n != line - 1:          # past the end: the end of the last line
             column = len(text) + 1
-        return types.Position(n, codec.client_num_units(text[:max(column - 1, 0)]))
+        # Past the end of its line (the parser's end of file is one beyond): as many units as characters;
+        # clients put such a position at the line's end.
+        beyond = max(column - 1 - len(text), 0)
+        return types.Position(n, codec.client_num_units(text[:max(column - 1, 0)]) + beyond)
 
     def to_range(self, uri: str, lines: list[str], w: Where | None) -> types.Range:
         if w is None:
