@@ -13,12 +13,11 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from lsp_client import LspClient
 from lsprotocol import types
 
 from dslc.cli import main
 from dslc.dsl.parse import parse
-
-from lsp_client import LspClient
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

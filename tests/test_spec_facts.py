@@ -128,5 +128,5 @@ def test_the_adapter_and_the_server_module_do_not_import_torch() -> None:
     code = ("import sys; import dslc.editor.lsp, dslc.editor.spec_facts as f; "
             "f.analyse(open('specs/gru_text.dlspec').read(), 'specs/gru_text.dlspec'); "
             "bad = [m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

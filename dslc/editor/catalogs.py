@@ -9,7 +9,7 @@ the named choices some settings take. Plain data: nothing here imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 # Which catalog a setting's value comes from: (block, key) -> catalog name.
@@ -98,7 +98,7 @@ def _args(args) -> tuple[ArgInfo, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalogs() -> dict[str, dict[str, Entry]]:
     """catalog name -> entry name -> Entry."""
     from dslc.compiler.check import _EARLY
@@ -132,7 +132,7 @@ def catalogs() -> dict[str, dict[str, Entry]]:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def setting_keys() -> dict[str, tuple[str, ...]]:
     """The settings each block accepts (`init` takes LAYER.weight / LAYER.bias instead)."""
     from dslc.compiler.check import DATA_KEYS, EXPORT_KEYS, TRAIN_KEYS

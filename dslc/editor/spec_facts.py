@@ -39,7 +39,7 @@ class Where:
     def contains(self, line: int, column: int) -> bool:
         return (self.line, self.column) <= (line, column) < (self.end_line, self.end_column)
 
-    def encloses(self, other: "Where") -> bool:
+    def encloses(self, other: Where) -> bool:
         return (self.line, self.column) <= (other.line, other.column) and \
             (other.end_line, other.end_column) <= (self.end_line, self.end_column)
 

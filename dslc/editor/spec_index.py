@@ -65,7 +65,7 @@ class Symbol:
     where: Where
     name_where: Where
     detail: str = ""
-    children: tuple["Symbol", ...] = ()
+    children: tuple[Symbol, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ class _Indexer:
             outputs = ", ".join(mf.outputs) if mf else None
             scope["output"] = replace(defined, kind="output", name="output", title=f"output of model {model.name}",
                                       output=outputs, input=None, params=None, doc="output[i] for a model with several outputs")
-        if self.c.data:
+        if self.c.data:      # targets the source names itself (mnist's `label`): defined by the source call
             for n, t in self.c.data.targets:
                 if n not in scope:
                     scope[n] = Fact(defined.where if defined else Where(1, 1, 1, 1), "column", n, f"target {n}",
@@ -409,9 +409,9 @@ class _Indexer:
             self.add(fact)
         children: list[Symbol] = []
         for inp in m.inputs:
-            self.add(scope.get(inp.name) if scope.get(inp.name) and scope[inp.name].kind == "input" else None)
             f = scope.get(inp.name)
             if f is not None and f.kind == "input" and where(inp.span):
+                self.add(f)
                 children.append(Symbol(inp.name, "input", where(inp.span), f.where, f.output or ""))
         for st in m.body:
             children += self.statement(st, scope, mf)
@@ -527,10 +527,7 @@ class _Indexer:
                                      output=out or block.output))
                     self.reference(block, where(e.func.span))
                 else:
-                    entry = catalogs.lookup(name, (catalog,) if catalog else ())
-                    if entry is not None and catalog and entry.catalog not in (catalog, "function", "interval",
-                                                                               "early stopping"):
-                        entry = catalogs.lookup(name, (catalog,))
+                    entry = catalogs.lookup(name, (catalog,) if catalog else ())   # the setting's catalog first
                     if entry is not None:
                         self.add(Fact(where(e.func.span), "catalog", entry.name, entry.signature,
                                       doc=f"{entry.catalog}: {entry.doc}"))
