@@ -72,6 +72,8 @@ class LspClient:
         path = Path(path).resolve()
         uri = path.as_uri()
         self.versions[uri] = 1
+        with self.changed:
+            self.published.pop(uri, None)     # versions start again at 1: forget the last opening's
         self.client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
             uri=uri, language_id="dlspec", version=1,
             text=path.read_text(encoding="utf-8") if text is None else text)))

@@ -296,3 +296,23 @@ def test_the_server_survives_garbage_and_keeps_answering(lsp) -> None:
     lsp.close(uri)
     with lsp.changed:
         assert lsp.changed.wait_for(lambda: lsp.published[uri][-1].diagnostics == (), 60)
+
+
+def test_while_the_text_does_not_parse_untouched_lines_keep_their_hover_and_hints(lsp) -> None:
+    base = (SPECS / "cnn_mnist.dlspec").read_text()
+    uri = lsp.open(SPECS / "cnn_mnist.dlspec")
+    lsp.diagnostics(uri)
+    broken = base.replace("    flatten\n", "    flatten\n    conv2d(8,\n    kernel=3\n")   # two new lines, unclosed
+    version = lsp.change(uri, broken)
+    (d,) = lsp.diagnostics(uri, version)
+    assert d.severity == types.DiagnosticSeverity.Error
+    assert "conv2d_1" in lsp.hover(uri, 10, 4).contents.value               # above the edit: as before
+    assert lsp.hover(uri, 13, 5) is None                                    # the new, unparsed text
+    assert "linear_1" in lsp.hover(uri, 15, 6).contents.value               # below it: moved down two lines
+    assert "adam" in lsp.hover(uri, 20, 18).contents.value
+    assert [h.position.line for h in lsp.inlay_hints(uri)] == [10, 10, 10, 11, 11, 11, 12, 15]
+    assert rng(lsp.definition(uri, 20, 25).range) == (1, 4, 1, 6)
+    symbols = lsp.symbols(uri)
+    assert [s.name for s in symbols] == ["lr", "data", "cnn", "train", "export"]
+    assert rng(symbols[2].range) == (9, 0, 16, 1)                          # its `}` moved down two lines
+    assert "classes" in labels(lsp.completion(uri, 15, 16))                 # names from the last good version

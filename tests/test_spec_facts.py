@@ -74,7 +74,7 @@ def test_cnn_stages_are_keyed_by_their_source_range() -> None:
     assert (linear.text, linear.input, linear.output, linear.params) == ("linear(10)", "f32[1568]", "f32[10]", 15_690)
     assert cnn.stages[0].where == Where(11, 5, 11, 36) and cnn.stages[0].output == "f32[16, 28, 28]"
     assert cnn.inputs == {"image": "f32[1, 28, 28]"} and cnn.outputs == ("f32[10]",)
-    assert cnn.data_inputs == {"image": "f32[1, 28, 28] (image)"}
+    assert cnn.data_inputs == {"image": ("f32[1, 28, 28]", "image")}
     assert facts.lets == {"lr": "0.001"}
     assert facts.data.source == "mnist" and facts.data.facts["classes"] == "10"
     assert facts.data.where == Where(5, 15, 5, 39)

@@ -32,7 +32,7 @@ def markdown(f: Fact) -> str:
     if f.kind == "variant" and f.value:
         lines.append(f"sets {f.value}")
     if f.origin:
-        lines.append(f.origin[0].upper() + f.origin[1:] + ".")
+        lines.append(f.origin)
     if f.doc:
-        lines.append(f.doc[0].upper() + f.doc[1:] if f.kind not in ("layer", "catalog") else f.doc)
+        lines.append(f.doc)
     return "\n\n".join(lines)

@@ -33,7 +33,7 @@ from dslc.errors import SpecError
 
 from . import completion, formatting, hover
 from .spec_facts import CheckedFacts, Problem, Where, analyse
-from .spec_index import SpecIndex, index
+from .spec_index import SpecIndex, carried_over, index
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DslcServer(LanguageServer):
     def __init__(self):
         super().__init__("dslc", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.analyses: dict[str, Analysis] = {}
-        self.known: dict[str, SpecIndex] = {}      # the last index of a version that parsed: names to complete
+        self.parsed: dict[str, Analysis] = {}      # the last version that parsed: names to complete, facts to keep
 
     def analysis(self, uri: str) -> Analysis:
         """The checked state of the document as the client has it now (cached per text)."""
@@ -81,15 +81,24 @@ class DslcServer(LanguageServer):
             return cached
         path = to_fs_path(uri) or uri
         checked = analyse(text, path)
-        result = Analysis(text, text.split("\n"), checked, index(checked))
+        last = self.parsed.get(uri)
+        if checked.spec is None and last is not None:       # mid-edit: keep what stands on untouched lines
+            result = Analysis(text, text.split("\n"), checked, carried_over(last.index, last.text, text))
+        else:
+            result = Analysis(text, text.split("\n"), checked, index(checked))
         self.analyses[uri] = result
         if checked.spec is not None:
-            self.known[uri] = result.index
+            self.parsed[uri] = result
         return result
+
+    def known(self, uri: str) -> SpecIndex:
+        """Names to complete: from the last version that parsed."""
+        last = self.parsed.get(uri)
+        return last.index if last is not None else self.analysis(uri).index
 
     def forget(self, uri: str) -> None:
         self.analyses.pop(uri, None)
-        self.known.pop(uri, None)
+        self.parsed.pop(uri, None)
 
     # ------------------------------------------------------------ positions
 
@@ -189,8 +198,7 @@ def on_completion(ls: DslcServer, params: types.CompletionParams) -> types.Compl
     a = ls.analysis(uri)
     line, column = ls.from_position(uri, a.lines, params.position)
     offset = sum(len(text) + 1 for text in a.lines[:line - 1]) + column - 1
-    known = ls.known.get(uri) or a.index
-    items, prefix = completion.complete(a.text, min(offset, len(a.text)), known)
+    items, prefix = completion.complete(a.text, min(offset, len(a.text)), ls.known(uri))
     start = ls.to_position(uri, a.lines, line, column - len(prefix))
     replace = types.Range(start, params.position)
     out = []

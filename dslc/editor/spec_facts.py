@@ -95,7 +95,7 @@ class ModelFacts:
     stages: tuple[StageFacts, ...]               # top-level and block layers, in source order
     blocks: dict[str, BlockFacts]
     param_types: dict[str, tuple[str, int]]      # param name -> (type, values)
-    data_inputs: dict[str, str] = field(default_factory=dict)   # input name -> what the data gives
+    data_inputs: dict[str, tuple[str, str]] = field(default_factory=dict)   # input -> (type, column) the data gives
 
     def stage_at(self, w: Where) -> StageFacts | None:
         return next((s for s in self.stages if s.where == w), None)
@@ -258,7 +258,7 @@ def _model_facts(m, data) -> ModelFacts:
     if data is not None:
         shapes = data.source.facts.get("input_shapes") or []
         if len(shapes) == len(m.inputs):
-            given = {name: f"{shape} ({column})" for name, shape, column in zip(m.inputs, shapes, data.input_names)}
+            given = {name: (str(shape), column) for name, shape, column in zip(m.inputs, shapes, data.input_names)}
     stages.sort(key=lambda s: s.where)
     return ModelFacts(m.name, {n: str(s) for n, s in m.inputs.items()}, tuple(str(s) for s in m.output_shapes),
                       total, tuple(stages), blocks, params, given)

@@ -14,6 +14,8 @@ positional records the language server serves:
 
 Ranges of names inside a statement (`let lr`, `model cnn`, `block encoder`) are
 found in the text from the statement's span; the checker records no more.
+`carried_over` keeps an index's records on the lines an edit did not touch,
+for the time the edited text does not parse.
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ from .spec_facts import CheckedFacts, ModelFacts, Where, where
 
 # What each data fact means, for hovers.
 DATA_FACT_DOCS = {
-    "classes": "the number of classes",
-    "labels": "the class names, in class-index order",
-    "vocab": "the number of token ids: the vocabulary plus 0 (padding) and 1 (out of vocabulary)",
-    "max_len": "the length every text is padded or cut to",
-    "rows": "the number of rows of each column",
-    "scale": "the factor that maps raw pixel values to [0, 1]",
-    "inputs": "the columns given to the model by default",
-    "targets": "the columns the loss compares with by default",
-    "kind": "what kind of data the source gives",
+    "classes": "The number of classes.",
+    "labels": "The class names, in class-index order.",
+    "vocab": "The number of token ids: the vocabulary plus 0 (padding) and 1 (out of vocabulary).",
+    "max_len": "The length every text is padded or cut to.",
+    "rows": "The number of rows of each column.",
+    "scale": "The factor that maps raw pixel values to [0, 1].",
+    "inputs": "The columns given to the model by default.",
+    "targets": "The columns the loss compares with by default.",
+    "kind": "What kind of data the source gives.",
 }
 
 
@@ -103,6 +105,50 @@ class SpecIndex:
             if f.definition is not None and f.where.contains(line, column) and (best is None or best.where.encloses(f.where)):
                 best = f
         return best.definition if best else None
+
+
+def carried_over(old: SpecIndex, old_text: str, new_text: str) -> SpecIndex:
+    """The facts of `old` (indexed from `old_text`) that still stand where they were in `new_text`: those on
+    the lines before the first changed line, and, moved by the change in line count, those after the last.
+    While an edit leaves the spec unparsable, hover and shape hints stay on the lines it did not touch."""
+    a, b = old_text.split("\n"), new_text.split("\n")
+    prefix = 0
+    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    shift = len(b) - len(a)
+
+    def line(n: int) -> int | None:
+        return n if n <= prefix else n + shift if n > len(a) - suffix else None
+
+    def moved(w: Where | None) -> Where | None:
+        if w is None:
+            return None
+        start, end = line(w.line), line(w.end_line)
+        return None if start is None or end is None else Where(start, w.column, end, w.end_column)
+
+    out = SpecIndex(lets=old.lets, models=old.models, blocks=old.blocks, data_facts=old.data_facts,
+                    columns=old.columns, layer_names=old.layer_names)
+    for f in old.facts:
+        at = moved(f.where)
+        if at is not None:
+            out.facts.append(replace(f, where=at, definition=moved(f.definition)))
+    for h in old.shape_hints:
+        n = line(h.line)
+        if n is not None:
+            out.shape_hints.append(replace(h, line=n))
+
+    def symbol(sym: Symbol) -> Symbol | None:
+        at, name_at = moved(sym.where), moved(sym.name_where)
+        if at is None or name_at is None:
+            return None
+        return replace(sym, where=at, name_where=name_at,
+                       children=tuple(c for c in map(symbol, sym.children) if c is not None))
+
+    out.symbols = [m for m in map(symbol, old.symbols) if m is not None]
+    return out
 
 
 def dims(type_text: str | None) -> str:
@@ -218,9 +264,11 @@ class _Indexer:
             value = self.c.lets.get(let.name)
             written = format_expr(let.value)
             shown = value if value is not None else written
-            origin = f"`let` at line {let.span.line}" + (f"; written `{written}`" if value is not None and written != value else "")
+            origin = f"Set by `let` at line {let.span.line}" + (
+                f" as `{written}`" if value is not None and written != value else "")
             if let.name in variants:
-                origin += "; in variants: " + ", ".join(variants[let.name])
+                origin += "; in the variants: " + ", ".join(f"`{v}`" for v in variants[let.name])
+            origin += "."
             self.globals[let.name] = Fact(at, "let", let.name, f"let {let.name}", value=shown, origin=origin,
                                           definition=at)
         for m in self.spec.models:
@@ -232,7 +280,7 @@ class _Indexer:
                                        input=", ".join(f"{n}: {t}" for n, t in mf.inputs.items()) if mf else None,
                                        output=", ".join(mf.outputs) if mf and mf.outputs else None,
                                        params=mf.params if mf else None,
-                                       doc="trained by the train block" if m.name == self.c.trained_model else None,
+                                       doc="Trained by the `train` block." if m.name == self.c.trained_model else None,
                                        definition=at)
         for item in self.spec.items:
             if isinstance(item, ast.Block):
@@ -254,7 +302,7 @@ class _Indexer:
                             self.columns.setdefault(a.name, Fact(
                                 at, "column", a.name, f"column {a.name}",
                                 output=self.c.data.columns.get(a.name) if self.c.data else None,
-                                value=format_expr(a.value), origin=f"{entry.name}(...) in the data block",
+                                value=format_expr(a.value), origin=f"A column of `{entry.name}(...)` in the data block.",
                                 definition=at))
 
     # ------------------------------------------------------------ top-level items
@@ -304,7 +352,7 @@ class _Indexer:
         names = ", ".join(st.name for st in matched)
         self.add(Fact(at, "init target", s.key, f"{s.key}",
                       value=f"{s.target[-1]} of {names}",
-                      origin=f"model {model.name}", definition=matched[0].where if exact else None))
+                      origin=f"In model `{model.name}`.", definition=matched[0].where if exact else None))
 
     def variants(self, item: ast.Variants) -> None:
         children = []
@@ -321,7 +369,7 @@ class _Indexer:
                 detail = ", ".join(f"{s.key} = {format_expr(s.value)}" for s in v.settings)
                 children.append(Symbol(v.name, "variant", where(v.span), at, detail))
                 self.add(Fact(at, "variant", v.name, f"variant {v.name}", value=detail,
-                              doc="`dslc train --variant " + v.name + "` trains it; `dslc check` checks every variant",
+                              doc=f"`dslc train --variant {v.name}` trains it; `dslc check` checks every variant.",
                               definition=at))
         at = where(item.span)
         if at is not None:
@@ -342,17 +390,17 @@ class _Indexer:
         if defined is not None:
             outputs = ", ".join(mf.outputs) if mf else None
             scope["output"] = replace(defined, kind="output", name="output", title=f"output of model {model.name}",
-                                      output=outputs, input=None, params=None, doc="output[i] for a model with several outputs")
+                                      output=outputs, input=None, params=None, doc="`output[i]` is output i of a model with several.")
         if self.c.data:      # targets the source names itself (mnist's `label`): defined by the source call
             for n, t in self.c.data.targets:
                 if n not in scope:
                     scope[n] = Fact(defined.where if defined else Where(1, 1, 1, 1), "column", n, f"target {n}",
-                                    output=t, origin=f"the data source {self.c.data.source}",
+                                    output=t, origin=f"Given by the data source `{self.c.data.source}`.",
                                     definition=self.c.data.where)
             if len(self.c.data.targets) == 1 and "target" not in scope:
                 n, t = self.c.data.targets[0]
                 scope["target"] = Fact(Where(1, 1, 1, 1), "column", "target", "target", output=t,
-                                       origin=f"the data's only target, {n}",
+                                       origin=f"The data's only target, `{n}`.",
                                        definition=scope[n].definition if n in scope else self.c.data.where)
         return scope
 
@@ -367,7 +415,7 @@ class _Indexer:
             declared = mf.inputs.get(inp.name) if mf else None
             given = mf.data_inputs.get(inp.name) if mf else None
             scope[inp.name] = Fact(at, "input", inp.name, f"input {inp.name} of model {m.name}", output=declared,
-                                   origin=f"the data gives {given}" if given else None, definition=at)
+                                   origin=f"The data gives `{given[0]}`: `{given[1]}`." if given else None, definition=at)
         for st in m.body:
             if isinstance(st, ast.Param):
                 at = self.text.find(where(st.span), st.name, skip_first_word=True)
@@ -375,7 +423,7 @@ class _Indexer:
                     continue
                 typ, n = mf.param_types.get(st.name, (None, None)) if mf else (None, None)
                 scope[st.name] = Fact(at, "param", st.name, f"param {st.name}", output=typ, params=n,
-                                      value=format_expr(st.value), origin="its initial value", definition=at)
+                                      value=format_expr(st.value), doc="Trained; starts at this value.", definition=at)
             elif isinstance(st, ast.BlockDef):
                 at = self.text.find(where(st.span), st.name, skip_first_word=True)
                 if at is None or st.name in scope:
@@ -385,7 +433,7 @@ class _Indexer:
                                       input=bf.input if bf else None, output=bf.output if bf else None,
                                       params=bf.params if bf else None,
                                       doc=f"{len(st.stages)} stage{'s' if len(st.stages) != 1 else ''}; one set of "
-                                          "weights, however often it is called", definition=at)
+                                          "weights, however often it is called.", definition=at)
             elif isinstance(st, ast.Binding):
                 at = self.text.find(where(st.span), st.name)
                 if at is None or st.name in scope:
@@ -500,7 +548,7 @@ class _Indexer:
                     default = "required" if info.required else f"default {info.default}"
                     choices = f"; one of {', '.join(info.choices)}" if info.choices else ""
                     self.add(Fact(at, "argument", a.name, f"argument {a.name} of {entry.name}",
-                                  doc=f"{info.kind}, {default}{choices}"))
+                                  doc=f"Takes {info.kind}; {default}{choices}."))
             self.expr(a.value, scope, None)
 
     def expr(self, e, scope: dict[str, Fact], catalog: str | None, mf: ModelFacts | None = None) -> None:
@@ -510,7 +558,7 @@ class _Indexer:
             elif catalog is not None:
                 entry = catalogs.lookup(e.name, (catalog,))
                 if entry is not None and entry.catalog in (catalog, "function"):
-                    self.add(Fact(where(e.span), "catalog", entry.name, entry.signature, doc=f"{entry.catalog}: {entry.doc}"))
+                    self.add(Fact(where(e.span), "catalog", entry.name, entry.signature, doc=f"*{entry.catalog}* — {entry.doc}"))
         elif isinstance(e, ast.Attr):
             if isinstance(e.value, ast.Var) and e.value.name == "data":
                 self.data_fact(e)
@@ -530,7 +578,7 @@ class _Indexer:
                     entry = catalogs.lookup(name, (catalog,) if catalog else ())   # the setting's catalog first
                     if entry is not None:
                         self.add(Fact(where(e.func.span), "catalog", entry.name, entry.signature,
-                                      doc=f"{entry.catalog}: {entry.doc}"))
+                                      doc=f"*{entry.catalog}* — {entry.doc}"))
             else:
                 self.expr(e.func, scope, None, mf)
             self.arguments(e.args, entry, scope)
@@ -554,14 +602,13 @@ class _Indexer:
         source = self.settings.get("data.source")
         value = data.facts.get(e.name) if data else None
         if data is None:
-            origin = "no data block gives it" if self.spec.block("data") is None else "the data block has errors"
+            origin = "No `data` block gives it." if self.spec.block("data") is None else "The `data` block has errors."
         elif value is None:
-            origin = f"{data.source} gives no fact '{e.name}'" + (
-                f"; it gives {', '.join(sorted(data.facts))}" if data.facts else "")
+            origin = f"`{data.source}` gives no fact '{e.name}'" + (
+                f"; it gives {', '.join(sorted(data.facts))}." if data.facts else ".")
         else:
-            origin = f"from `source = {source.value}`" if source else f"from the data source {data.source}"
-            if data.where:
-                origin += f" at line {data.where.line}"
+            origin = f"From `source = {source.value}`" if source else f"From the data source `{data.source}`"
+            origin += f" at line {data.where.line}." if data.where else "."
         self.add(Fact(at, "data fact", f"data.{e.name}", f"data.{e.name}", value=value, origin=origin,
                       doc=DATA_FACT_DOCS.get(e.name), definition=data.where if data else None))
 
