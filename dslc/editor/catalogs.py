@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from . import spec_facts
+
 # Which catalog a setting's value comes from: (block, key) -> catalog name.
 SETTING_CATALOGS = {
     ("train", "loss"): "loss", ("train", "optimizer"): "optimizer", ("train", "schedule"): "schedule",
@@ -101,7 +103,6 @@ def _args(args) -> tuple[ArgInfo, ...]:
 @cache
 def catalogs() -> dict[str, dict[str, Entry]]:
     """catalog name -> entry name -> Entry."""
-    from dslc.compiler.check import _EARLY
     from dslc.compiler.data_sources import DATA_SOURCES
     from dslc.compiler.functions import FUNCTIONS
     from dslc.compiler.initializers import INITIALIZERS
@@ -128,15 +129,14 @@ def catalogs() -> dict[str, dict[str, Entry]]:
                                     (ArgInfo("epochs", "a whole number", "N"), ArgInfo("steps", "a whole number", "N")))},
         "early stopping": {"early_stopping": Entry(
             "early_stopping", "early stopping", "Stop when the watched metric stops improving for `patience` evaluations.",
-            _args(_EARLY.args))},
+            _args(spec_facts.early_stopping_args()))},
     }
 
 
 @cache
 def setting_keys() -> dict[str, tuple[str, ...]]:
     """The settings each block accepts (`init` takes LAYER.weight / LAYER.bias instead)."""
-    from dslc.compiler.check import DATA_KEYS, EXPORT_KEYS, TRAIN_KEYS
-    return {"data": DATA_KEYS, "train": TRAIN_KEYS, "export": EXPORT_KEYS}
+    return spec_facts.setting_keys()
 
 
 def entries(catalog: str) -> list[Entry]:

@@ -8,7 +8,8 @@ block's, param's and input's types, the `let` values and the `data.*` facts.
 It works on a spec with errors too: what could be checked is there.
 
 This is the only editor module that knows the checker's internals (SpecChecker's
-steps, ModelIR, LayerIR, BlockIR, ParamIR, SourceIR, Facts): when the IR
+steps, ModelIR, LayerIR, BlockIR, ParamIR, SourceIR, Facts, the setting keys
+and early_stopping's arguments): when the IR
 changes, this module changes and the language server does not. Nothing here
 imports torch.
 """
@@ -120,6 +121,21 @@ class CheckedFacts:
     data: DataFacts | None = None
     models: dict[str, ModelFacts] = field(default_factory=dict)
     trained_model: str | None = None
+
+
+# ---------------------------------------------------------------- what the checker accepts, for completion
+
+
+def setting_keys() -> dict[str, tuple[str, ...]]:
+    """The settings each block accepts (`init` takes LAYER.weight / LAYER.bias instead)."""
+    from dslc.compiler.check import DATA_KEYS, EXPORT_KEYS, TRAIN_KEYS
+    return {"data": tuple(DATA_KEYS), "train": tuple(TRAIN_KEYS), "export": tuple(EXPORT_KEYS)}
+
+
+def early_stopping_args() -> list:
+    """The arguments of `early_stopping(...)` (values.Arg), which the checker binds like a catalog entry's."""
+    from dslc.compiler.check import _EARLY
+    return list(_EARLY.args)
 
 
 # ---------------------------------------------------------------- diagnostics
