@@ -6,8 +6,9 @@
 dlspec.tmLanguage.json colours .dlspec files in VS Code, Sublime Text, TextMate,
 JetBrains IDEs (TextMate bundles) and GitHub-style highlighters; its word lists
 (layers, catalogs, element types) come from dsl/pygments_lexer.vocabulary().
-dlspec.schema.json is `dslc schema`: package.json points VS Code's YAML
-extension at it for *.dlspec.yaml files. Run this after adding a catalog entry.
+dlspec.schema.json is `dslc schema`: the VS Code extension (vscode/package.json)
+points VS Code's YAML extension at it for *.dlspec.yaml files; the extension
+packs copies of both files, written here too. Run this after adding a catalog entry.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 GRAMMAR = HERE / "dlspec.tmLanguage.json"
 SCHEMA = HERE / "dlspec.schema.json"
+VSCODE = HERE / "vscode"       # the VS Code extension packs its own copies (an extension ships only its folder)
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
@@ -82,7 +84,8 @@ def schema() -> dict:
 
 
 def texts() -> dict[Path, str]:
-    return {GRAMMAR: json.dumps(grammar(), indent=2) + "\n", SCHEMA: json.dumps(schema(), indent=2) + "\n"}
+    g, s = json.dumps(grammar(), indent=2) + "\n", json.dumps(schema(), indent=2) + "\n"
+    return {GRAMMAR: g, SCHEMA: s, VSCODE / "syntaxes" / "dlspec.tmLanguage.json": g, VSCODE / "dlspec.schema.json": s}
 
 
 def main(argv=None) -> int:

@@ -180,7 +180,15 @@ def test_editor_files_are_up_to_date():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--check"]) == 0, "run: python editors/build_editor_files.py"
-    package = json.loads((ROOT / "editors" / "package.json").read_text())
-    assert package["contributes"]["grammars"][0]["path"] == "./dlspec.tmLanguage.json"
-    assert package["contributes"]["yamlValidation"][0]["url"] == "./dlspec.schema.json"
-    assert (ROOT / "editors" / "language-configuration.json").is_file()
+    extension = ROOT / "editors" / "vscode"
+    package = json.loads((extension / "package.json").read_text())
+    contributes = package["contributes"]
+    assert contributes["grammars"][0]["path"] == "./syntaxes/dlspec.tmLanguage.json"
+    assert contributes["yamlValidation"][0]["url"] == "./dlspec.schema.json"
+    assert contributes["languages"][0]["extensions"] == [".dlspec"]
+    for relative in (contributes["grammars"][0]["path"], contributes["yamlValidation"][0]["url"],
+                     contributes["languages"][0]["configuration"], package["main"]):
+        assert (extension / relative).is_file(), relative
+    assert package["activationEvents"] == ["onLanguage:dlspec"]
+    assert contributes["configuration"]["properties"]["dlspec.server.command"]["default"] == ["dslc", "lsp"]
+    assert "vscode-languageclient" in package["dependencies"]
