@@ -246,8 +246,8 @@ def _data_facts(data, facts) -> DataFacts | None:
     src = data.source
     known = facts.facts if facts is not None and hasattr(facts, "facts") else {}
     columns = src.facts.get("columns") or {}
-    inputs = src.facts.get("input_shapes") or []
-    targets = src.facts.get("target_shapes") or []
+    inputs = [node.shape for node in data.inputs]
+    targets = [node.shape for node in data.targets]
     return DataFacts(src.name, where(src.span), {k: spec_text(v) for k, v in known.items()},
                      {k: str(v) for k, v in columns.items()},
                      tuple((n, str(s)) for n, s in zip(data.input_names, inputs)),
@@ -272,7 +272,7 @@ def _model_facts(m, data) -> ModelFacts:
     total = sum(s.params for s in stages) + sum(n for _, n in params.values())
     given = {}
     if data is not None:
-        shapes = data.source.facts.get("input_shapes") or []
+        shapes = [node.shape for node in data.inputs]
         if len(shapes) == len(m.inputs):
             given = {name: (str(shape), column) for name, shape, column in zip(m.inputs, shapes, data.input_names)}
     stages.sort(key=lambda s: s.where)
