@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup browser test test-fast demo bench fuzz clean
+.PHONY: setup browser test test-fast demo bench fuzz generate lint-imports clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ bench: setup
 	$(PY) bench/train_overhead.py
 	$(PY) bench/inference.py
 	$(PY) bench/lsp.py
+
+# Every file generated from the catalogs: docs/language.md's tables, the editor grammar and schema.
+generate: setup
+	$(PY) -m dslc.editor.generate
+
+# The layering contracts (.importlinter): language -> checker/builder -> runtime -> serving -> command line.
+lint-imports: setup
+	$(VENV)/bin/lint-imports
 
 fuzz: setup
 	$(PY) bench/fuzz.py --count 10000

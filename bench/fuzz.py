@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 import test_fuzz  # noqa: E402
 from dslc.compiler.check import check_all  # noqa: E402
 from dslc.dsl.diagnostics import SpecError, Source  # noqa: E402
+from dslc.compiler.layers import LINE_STARTERS
 from dslc.dsl.format import format_spec  # noqa: E402
 from dslc.dsl.parse import parse  # noqa: E402
 from dslc.dsl.yaml_face import from_yaml  # noqa: E402
@@ -37,7 +38,7 @@ def outcome(text: str, path: str) -> str:
         test_fuzz.assert_well_reported(err, path)
         return "parse error"
     if not path.endswith(".yaml"):      # every spec that parses also formats and reads back the same
-        assert parse(format_spec(spec), path) == spec, text
+        assert parse(format_spec(spec, LINE_STARTERS), path) == spec, text
     try:
         check_all(spec, Source(path, text))
     except SpecError as err:

@@ -67,12 +67,11 @@ def dslc_runner(checked, data, folder):
 
 def hand_runner(checked, data):
     """The loop a person writes: same module kind and seed, same optimizer, same batches."""
-    from dslc.compiler.build import build_model
-    from dslc.compiler.optimizers import OPTIMIZERS
+    from dslc.compiler.build import build_model, build_optimizer
     from dslc.runtime.training.loop import seed_everything
     seed_everything(checked.train.seed)
     model = build_model(checked.model, checked.init)
-    opt = OPTIMIZERS[checked.train.optimizer.name].build(model.parameters(), checked.train.optimizer.args)
+    opt = build_optimizer(checked.train.optimizer, model.parameters())
     x, y = data.train.inputs[0], data.train.targets[0]
     n, bs, shuffle = len(x), checked.data.batch or len(x), checked.data.shuffle
     classify = checked.train.loss.builtin is not None
@@ -102,13 +101,12 @@ def seed_runner(checked, data_root):
     """The seed's recipes: torchvision's MNIST dataset, ToTensor, a shuffling DataLoader."""
     from torchvision import datasets, transforms
 
-    from dslc.compiler.build import build_model
-    from dslc.compiler.optimizers import OPTIMIZERS
+    from dslc.compiler.build import build_model, build_optimizer
     dataset = datasets.MNIST(data_root, train=True, download=False, transform=transforms.ToTensor())
     loader = torch.utils.data.DataLoader(dataset, batch_size=checked.data.batch, shuffle=True)
     torch.manual_seed(checked.train.seed)
     model = build_model(checked.model, checked.init)
-    opt = OPTIMIZERS[checked.train.optimizer.name].build(model.parameters(), checked.train.optimizer.args)
+    opt = build_optimizer(checked.train.optimizer, model.parameters())
     shape = (-1, *next(iter(checked.model.inputs.values())).dims)
 
     def epoch():

@@ -1,4 +1,5 @@
-"""Build: a checked ModelIR becomes a torch `nn.Module` (compiler.modules.SpecModule).
+"""Build: a checked ModelIR becomes a torch `nn.Module` (compiler.modules.SpecModule); catalog settings become
+torch optimizers and schedules.
 
 Module and parameter names follow the spec: top-level layers are `conv2d_1`,
 `linear_2`, ...; a block's layers live under the block's name
@@ -13,20 +14,28 @@ from torch import nn
 from .initializers import INITIALIZERS
 from .ir import InitIR, LayerIR, ModelIR
 from .layers import LAYERS
-from .modules import _LAST_AXIS, Block, Each, SpecModule
-from .shapes import TensorShape
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+from . import modules
+from .modules import Block, Each, SpecModule
 from .values import bind
 from dslc.dsl.diagnostics import Report
 
 
+def module_class(name: str) -> type:
+    """A catalog entry's module class: `nn.Linear` from torch.nn, anything else from compiler/modules.py."""
+    if name.startswith("nn."):
+        return getattr(nn, name[3:])
+    return getattr(modules, name)
+
+
 def build_layer(l: LayerIR) -> nn.Module:
+    """The module of one checked layer, constructed as its catalog entry says (`each`: for one time step)."""
     layer = LAYERS[l.layer]
-    if l.each:
-        step = TensorShape(l.input.dtype, l.input.dims[1:])
-        inner = layer.build(step, l.args)
-        # Layers that act on the last axis need no wrapper, so `each linear(1)` keeps `linear_1.weight`.
-        return inner if isinstance(inner, _LAST_AXIS) else Each(inner)
-    return layer.build(l.input, l.args)
+    x = l.step_input
+    module = module_class(layer.module_name(x, l.args))(**layer.kwargs(x, l.args))
+    # Layers that act on the last axis need no wrapper, so `each linear(1)` keeps `linear_1.weight`.
+    return Each(module) if l.each and not layer.last_axis else module
 
 
 def _param(p) -> nn.Parameter:
@@ -36,7 +45,7 @@ def _param(p) -> nn.Parameter:
     else:
         t = torch.empty(dims, dtype=torch.float32)
         init = INITIALIZERS[p.init.name]
-        init.apply(t, _init_args(init, p.init))
+        initialise(t, init, _init_args(init, p.init))
     return nn.Parameter(t)
 
 
@@ -70,4 +79,27 @@ def apply_init(module: nn.Module, ir: ModelIR, rules: list[InitIR]) -> None:
             for name, tensor in module.get_submodule(path).named_parameters():
                 leaf = name.rsplit(".", 1)[-1]
                 if leaf.startswith(rule.param) and (tensor.dim() >= 2 or not init.needs_matrix):
-                    init.apply(tensor, rule.dist.args)
+                    initialise(tensor, init, rule.dist.args)
+
+
+def initialise(tensor, init, args: dict, generator=None) -> None:
+    """Fill a tensor in place with an initialiser of the catalog (torch.nn.init)."""
+    kwargs = {k: v for k, v in args.items() if not k.startswith("__")}
+    fn = getattr(nn.init, init.torch_fn)
+    with torch.no_grad():
+        if init.positional:
+            fn(tensor, *kwargs.values(), generator=generator)
+        else:
+            fn(tensor, **kwargs)
+
+
+def build_optimizer(call, params):
+    """The torch.optim optimizer of a checked `optimizer = ...` setting (compiler.ir.CallIR)."""
+    entry = OPTIMIZERS[call.name]
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in call.args.items() if not k.startswith("__")}
+    return getattr(torch.optim, entry.torch_class)(params, **kwargs)
+
+
+def build_schedule(call, optimizer, total_steps: int, total_epochs: int):
+    """The torch.optim.lr_scheduler schedule of a checked `schedule = ...` setting."""
+    return SCHEDULES[call.name].make(torch.optim.lr_scheduler, optimizer, call.args, total_steps, total_epochs)

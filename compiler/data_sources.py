@@ -3,7 +3,7 @@
 An entry declares its arguments, the facts known before loading (columns and
 their per-sample types, classes, vocabulary size: what `data.classes` and
 `data.vocab` read, and what shape checks use) and the loader that produces
-tensors at run time (`dslc.runtime.data.sources`, imported only then). Sources with
+columns at run time (a function of runtime/data/sources.py, named here, not imported). Sources with
 `column_args` take extra keyword arguments as columns: lists of numbers for
 `table`, expressions for `generate` and `sequence`.
 """
@@ -30,10 +30,6 @@ class DataSource:
     loader: str                              # function name in dslc.runtime.data.sources
     column_args: str | None = None           # None | "values" | "expressions"
     functions: tuple[str, ...] = ()          # functions a column expression may call
-
-    def load(self, *args, **kwargs):
-        from dslc.runtime.data import sources as loaders
-        return getattr(loaders, self.loader)(*args, **kwargs)
 
 
 DATA_SOURCES: dict[str, DataSource] = {}

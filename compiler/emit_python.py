@@ -6,20 +6,20 @@ would write it: every layer an attribute named as dslc names it (`conv2d_1`,
 and the shape in a comment. Because the names and the construction order are
 dslc's, a dslc `state_dict` loads into it unchanged (strict) and a model
 built after the same `torch.manual_seed` starts from the same weights.
-train.py comes from compiler.emit_train. Nothing here imports torch at module
-level; where the answer is in the module dslc builds (which tensors an `init`
-rule fills, whether `each` wraps a layer, a layer without a constructor
-entry), the layer is built on the meta device, without memory or RNG draws.
+Layers are written from their catalog entries (compiler/layers.py: the torch
+class and its arguments, or an inline form). Nothing here imports torch at module
+level; which tensors an `init` rule fills is read from the module dslc builds, on
+the meta device, without memory or RNG draws.
 """
 
 from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .emit_expr import SourceExpr, py
 from .ir import BlockCall, BlockIR, Chain, CheckedSpec, InitIR, LayerIR, ModelIR, Ref
+from .layers import LAYERS
 from .shapes import TensorShape
 
 INDENT = "    "
@@ -80,127 +80,31 @@ def call(name: str, positional=(), keywords=()) -> str:
 # ---------------------------------------------------------------- layer constructors
 
 
-def _kw(args: dict, defaults: dict) -> list[tuple[str, str]]:
-    """(torch keyword, literal) for each argument that differs from its default; defaults map dslc -> torch name."""
-    out = []
-    for name, (torch_name, default) in defaults.items():
-        if args.get(name, default) != default:
-            out.append((torch_name, py(args[name])))
-    return out
-
-
-def _conv(cls):
-    def make(l, a):
-        return call(cls, [py(l.input.dims[0]), py(a["channels"])], [("kernel_size", py(a["kernel"]))] + _kw(a, {
-            "stride": ("stride", 1), "padding": ("padding", 0), "dilation": ("dilation", 1),
-            "groups": ("groups", 1), "bias": ("bias", True)}))
-    return make
-
-
-def _pool(cls):
-    def make(l, a):
-        return call(cls, [py(a["kernel"])], _kw(a, {"stride": ("stride", None), "padding": ("padding", 0)}))
-    return make
-
-
-def _recurrent(cls):
-    def make(l, a):
-        return call(cls, [py(l.input.dims[-1]), py(a["hidden"])], _kw(a, {
-            "layers": ("num_layers", 1), "nonlinearity": ("nonlinearity", "tanh")}) + [("batch_first", "True")]
-            + _kw(a, {"bidirectional": ("bidirectional", False), "dropout": ("dropout", 0.0)}))
-    return make
-
-
-def _batchnorm(l, a):
-    cls = "nn.BatchNorm2d" if l.input.rank == 3 else "nn.BatchNorm1d"
-    return call(cls, [py(l.input.dims[0])], _kw(a, {"eps": ("eps", 1e-5), "momentum": ("momentum", 0.1)}))
-
-
-def _softmax(cls):
-    return lambda l, a: call(cls, keywords=[("dim", py(a["dim"] if a["dim"] < 0 else a["dim"] + 1))])
-
-
-# How each catalog layer is written as a torch.nn constructor, given the LayerIR (the per-step
-# LayerIR's input for `each`) and its bound arguments. A layer missing here is written from the
-# module dslc builds (its class and extra_repr), so a new catalog entry ejects without an edit.
-CONSTRUCTORS = {
-    "linear": lambda l, a: call("nn.Linear", [py(l.input.dims[-1]), py(a["features"])],
-                                _kw(a, {"bias": ("bias", True)})),
-    "conv1d": _conv("nn.Conv1d"),
-    "conv2d": _conv("nn.Conv2d"),
-    "maxpool1d": _pool("nn.MaxPool1d"),
-    "maxpool2d": _pool("nn.MaxPool2d"),
-    "avgpool1d": _pool("nn.AvgPool1d"),
-    "avgpool2d": _pool("nn.AvgPool2d"),
-    "adaptive_avgpool1d": lambda l, a: call("nn.AdaptiveAvgPool1d", [py(a["size"])]),
-    "adaptive_avgpool2d": lambda l, a: call("nn.AdaptiveAvgPool2d", [py(a["size"])]),
-    "batchnorm": _batchnorm,
-    "layernorm": lambda l, a: call("nn.LayerNorm", [py(l.input.dims[-1])], _kw(a, {"eps": ("eps", 1e-5)})),
-    "dropout": lambda l, a: call("nn.Dropout", [py(a["p"])]),
-    "identity": lambda l, a: "nn.Identity()",
-    "relu": lambda l, a: "nn.ReLU()",
-    "leaky_relu": lambda l, a: call("nn.LeakyReLU", [py(a["slope"])] if a["slope"] != 0.01 else []),
-    "elu": lambda l, a: call("nn.ELU", [py(a["alpha"])] if a["alpha"] != 1.0 else []),
-    "gelu": lambda l, a: "nn.GELU()",
-    "tanh": lambda l, a: "nn.Tanh()",
-    "sigmoid": lambda l, a: "nn.Sigmoid()",
-    "softmax": _softmax("nn.Softmax"),
-    "log_softmax": _softmax("nn.LogSoftmax"),
-    "flatten": lambda l, a: "nn.Flatten()",
-    "embedding": lambda l, a: call("nn.Embedding", [py(a["vocab"]), py(a["dim"])],
-                                   [("padding_idx", py(a["padding"]) if a["padding"] is not None else None)]),
-    "rnn": _recurrent("nn.RNN"),
-    "lstm": _recurrent("nn.LSTM"),
-    "gru": _recurrent("nn.GRU"),
-}
-
-RECURRENT = ("rnn", "lstm", "gru")
-
-# Parameter-free layers written inline in `forward` (dslc builds small modules of its own for them).
-INLINE = {
-    "last": lambda x, l: f"{x}[:, -1]",
-    "mean_over_time": lambda x, l: f"{x}.mean(dim=1)",
-    "reshape": lambda x, l: f"{x}.reshape({x}.shape[0], {', '.join(str(d) for d in l.output.dims)})",
-}
-
-
-def _step_ir(l: LayerIR) -> LayerIR:
-    """For `each`, the layer as it sees one time step (the time axis dropped)."""
-    if not l.each:
-        return l
-    return LayerIR(l.name, l.layer, l.args, TensorShape(l.input.dtype, l.input.dims[1:]),
-                   TensorShape(l.output.dtype, l.output.dims[1:]))
-
-
-def _fallback_constructor(l: LayerIR) -> str:
-    """A layer without an entry in CONSTRUCTORS: torch's own repr of the module dslc builds."""
-    import torch
-
-    from .build import build_layer
-    with torch.device("meta"):
-        module = build_layer(_step_ir(l))
-    cls = type(module)
-    if not cls.__module__.startswith("torch.nn"):
-        raise ValueError(f"cannot write layer '{l.layer}' as plain PyTorch: add it to CONSTRUCTORS in {__name__}")
-    return f"nn.{cls.__name__}({module.extra_repr()})"
-
-
 def layer_constructor(l: LayerIR) -> str:
-    """The torch.nn constructor for one layer, as source: `nn.Conv2d(1, 16, kernel_size=5, padding=2)`."""
-    step = _step_ir(l)
-    make = CONSTRUCTORS.get(l.layer)
-    text = make(step, l.args) if make else _fallback_constructor(l)
-    return f"Each({text})" if l.each and _wrapped(l) else text
+    """The torch.nn constructor for one layer, as source, from its catalog entry:
+    `nn.Conv2d(1, 16, kernel_size=5, padding=2)` (keywords at torch's defaults left out)."""
+    entry = LAYERS[l.layer]
+    x = l.step_input
+    kwargs = entry.kwargs(x, l.args)
+    name = entry.module_name(x, l.args)
+    if entry.recurrent:                     # dslc's recurrent modules are torch's, with carry_state on top
+        kwargs.pop("carry_state", None)
+        name = f"nn.{name}"
+    if not name.startswith("nn."):
+        raise ValueError(f"layer '{l.layer}' is built as dslc's own module {name}: give its catalog entry an "
+                         f"`inline` form for `dslc emit`")
+    items = list(kwargs.items())
+    positional = [py(v) for _, v in items[:entry.positional]]
+    keywords = [(k, py(v)) for k, v in items[entry.positional:]
+                if not (k in entry.torch_defaults and entry.torch_defaults[k] == v)]
+    text = call(name, positional, keywords)
+    return f"Each({text})" if l.each and not entry.last_axis else text
 
 
-def _wrapped(l: LayerIR) -> bool:
-    """Whether dslc wraps an `each` layer in its Each module (layers that act on the last axis need no wrapper)."""
-    import torch
-
-    from .build import build_layer
-    from .modules import Each
-    with torch.device("meta"):
-        return isinstance(build_layer(l), Each)
+def inline_source(l: LayerIR, x: str) -> str | None:
+    """How a parameter-free layer is written inline in forward (`x[:, -1]`), or None."""
+    form = LAYERS[l.layer].inline
+    return form.format(x=x, out=", ".join(str(d) for d in l.output.dims)) if form else None
 
 
 # ---------------------------------------------------------------- forward programs
@@ -276,11 +180,12 @@ class ForwardWriter:
 
     def layer_lines(self, l: LayerIR, x: str, var: str) -> None:
         out = shape_text(l.output)
-        if l.layer in INLINE:
-            self.lines.append(f"{var} = {INLINE[l.layer](x, l)}  # {l.name}: {out}")
-        elif l.layer in RECURRENT and l.args["carry_state"]:
+        recurrent = LAYERS[l.layer].recurrent
+        if LAYERS[l.layer].inline:
+            self.lines.append(f"{var} = {inline_source(l, x)}  # {l.name}: {out}")
+        elif recurrent and l.args["carry_state"]:
             self.carried_lines(l, x, var)
-        elif l.layer in RECURRENT:
+        elif recurrent:
             self.lines.append(f"{var} = self.{l.name}({x})[0]  # {out}")
         elif l.each:
             self.lines.append(f"{var} = self.{l.name}({x})  # each time step: {out}")
@@ -323,12 +228,12 @@ class ForwardWriter:
 
 
 def _carried(layers) -> list[LayerIR]:
-    return [l for l in layers if l.layer in RECURRENT and l.args["carry_state"]]
+    return [l for l in layers if LAYERS[l.layer].recurrent and l.args["carry_state"]]
 
 
 def _plain_sequential(block: BlockIR) -> bool:
     """A block can be an nn.Sequential when each of its layers is one module taking and giving a tensor."""
-    return all(l.layer not in INLINE and l.layer not in RECURRENT for l in block.layers)
+    return all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent for l in block.layers)
 
 
 @dataclass
@@ -405,7 +310,7 @@ class ModelSource:
 
     def layer_attributes(self, layers, depth: int) -> None:
         for l in layers:
-            if l.layer not in INLINE:
+            if not LAYERS[l.layer].inline:
                 self.src.add(f"self.{l.name} = {self.constructor(l)}", depth=depth)
         for l in _carried(layers):
             self.src.add(f"self.{l.name}_state = None  # carried between training batches", depth=depth)
@@ -573,23 +478,3 @@ def model_source(checked: CheckedSpec, spec_label: str) -> str:
     body = "\n".join(src.lines)
     each = EACH_CLASS if "each" in src.imports else ""
     return "\n".join(header + imports) + "\n" + (each + "\n" if each else "") + body + "\n"
-
-
-# ---------------------------------------------------------------- the ejected folder
-
-
-def eject(checked: CheckedSpec, out: Path, spec_label: str) -> list[Path]:
-    """Write model.py, train.py (when the spec trains) and README.md for one configuration; returns their paths."""
-    from .emit_train import readme_source, train_source
-    trained = class_names(checked)[checked.model.name]
-    files = {"model.py": model_source(checked, spec_label)}
-    if checked.train is not None and checked.data is not None:      # a spec may describe models only
-        files["train.py"] = train_source(checked, spec_label, trained)
-    files["README.md"] = readme_source(checked, spec_label, trained)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in files.items():
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths

@@ -19,6 +19,7 @@ from pathlib import Path
 from .emit_expr import SourceExpr
 from .emit_python import INDENT, attr, local, py
 from .ir import CheckedSpec, Ref, SourceIR
+from .layers import LAYERS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .shapes import DTYPES, TensorShape
@@ -560,7 +561,7 @@ class TrainWriter:
         evaluating = self.evaluating()
         splits = self.splits()
         eval_roles = [r for r in ("validation", "test") if r in splits]
-        carried = any(l.layer in ("rnn", "lstm", "gru") and l.args["carry_state"]
+        carried = any(LAYERS[l.layer].recurrent and l.args["carry_state"]
                       for l in list(self.model.layers) + [l for b in self.model.blocks.values() for l in b.layers])
         schedule_unit = SCHEDULES[tr.schedule.name].unit if tr.schedule else None
         amp = tr.precision != "fp32"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ir import BlockCall, Chain, CheckedSpec, Const, LayerIR, ModelIR, Op, Ref
-from .layers import layer_params
+from .layers import LAYERS, layer_params
 
 FORMATS = (".svg", ".png", ".pdf")
 CHAR_WIDTH = 0.072          # inches per character at 9 pt
@@ -98,7 +98,7 @@ def model_graph(model: ModelIR) -> Graph:
         n = layer_params(l)
         if counted:
             graph.params += n
-        colour = "recurrent" if l.layer in ("rnn", "lstm", "gru") else "layer" if n else "plain"
+        colour = "recurrent" if LAYERS[l.layer].recurrent else "layer" if n else "plain"
         extra = (f" · {_count(n)}" if counted else " · shared") if n else ""
         return graph.add("layer", str(l), f"{l.output}{extra}", colour, group)
 

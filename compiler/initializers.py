@@ -1,6 +1,7 @@
 """The initialiser catalog: `init { linear.weight = uniform(-0.1, 0.1) }`, and `param` distributions.
 
-Each entry fills a tensor in place through torch.nn.init when the model is built.
+Each entry names the torch.nn.init function that fills a tensor in place when the model is built
+(compiler/build.py `initialise`); nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -18,15 +19,10 @@ class Initializer:
     args: list[Arg] = field(default_factory=list)
     needs_matrix: bool = False        # only for tensors of two or more dims
 
-    def apply(self, tensor, args: dict, generator=None) -> None:
-        import torch
-        kwargs = {k: v for k, v in args.items() if not k.startswith("__")}
-        fn = getattr(torch.nn.init, self.torch_fn)
-        with torch.no_grad():
-            if self.name in ("uniform", "normal"):
-                fn(tensor, *kwargs.values(), generator=generator)
-            else:
-                fn(tensor, **kwargs)
+    @property
+    def positional(self) -> bool:
+        """uniform and normal take their arguments positionally (and a generator) in torch.nn.init."""
+        return self.name in ("uniform", "normal")
 
 
 INITIALIZERS: dict[str, Initializer] = {}

@@ -1,9 +1,14 @@
-"""The layer catalog: every layer a spec can name, one entry each.
+"""The layer catalog: every layer a spec can name, one entry each, with everything the layer needs.
 
-An entry is a `Layer`: its arguments, its shape rule (per-sample shape in,
-per-sample shape out, or a `ShapeError` with a hint) and its builder (the
-`nn.Module` it becomes). Shape rules run at check time without torch; builders
-import torch only when a model is built. Adding a layer is one `register(...)`.
+An entry is a `Layer`: its arguments and doc (the docs table, editor keywords and
+completion come from these), its shape rule (per-sample shape in, per-sample
+shape out, or a `ShapeError` with a hint), its parameter count (without torch),
+and its torch form: the module class by name (`nn.Linear`, or `Last` from
+compiler/modules.py) and the constructor's arguments for an input shape. The
+builder (compiler/build.py) constructs it; `dslc emit` writes the same
+constructor as source (`nn.Linear(784, 10)`), or the entry's `inline` form for
+layers a person would write inline (`x[:, -1]`). Nothing here imports torch.
+Adding a layer is one `register(...)` and one row in tests/test_layer_catalog.py.
 """
 
 from __future__ import annotations
@@ -24,10 +29,20 @@ class Layer:
     name: str
     doc: str
     shape: Callable[[TensorShape, dict], TensorShape]
-    build: Callable[[TensorShape, dict], object]
+    module: str | Callable[[TensorShape, dict], str]     # torch class: "nn.Linear", or a compiler/modules.py class
+    kwargs: Callable[[TensorShape, dict], dict] = lambda x, a: {}   # constructor arguments, in torch's order
     args: list[Arg] = field(default_factory=list)
+    positional: int = 0            # how many leading constructor arguments `dslc emit` writes positionally
+    torch_defaults: dict = field(default_factory=dict)   # keyword arguments `dslc emit` leaves out at these values
     sequence_input: bool = False   # takes [T, F] and is not applied per step by `each`
+    last_axis: bool = False        # acts on the last axis only, so `each` needs no wrapper
+    recurrent: bool = False        # returns (outputs, state); may carry its state between batches
+    inline: str | None = None      # how `dslc emit` writes it in forward, in `x` and `out` (the output dims)
+    starts_line: bool = False      # `dslc fmt` starts a new line with it (layers with weights, or that reshape)
     params: Callable[[TensorShape, dict], int] = _no_params   # trainable values, counted without torch
+
+    def module_name(self, x: TensorShape, args: dict) -> str:
+        return self.module(x, args) if callable(self.module) else self.module
 
 
 LAYERS: dict[str, Layer] = {}
@@ -42,16 +57,6 @@ def layer_params(l) -> int:
     """Trainable values of a checked layer (a compiler.ir.LayerIR); `each` layers count one step's layer."""
     x = TensorShape(l.input.dtype, l.input.dims[1:]) if l.each else l.input
     return LAYERS[l.layer].params(x, l.args)
-
-
-def _nn():
-    from torch import nn
-    return nn
-
-
-def _modules():
-    from . import modules
-    return modules
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -131,7 +136,8 @@ register(Layer(
     "linear", "Fully connected layer: [F] -> [features].",
     args=[Arg("features", "int", check=positive), Arg("bias", "bool", True)],
     shape=lambda x, a: (need_rank(x, "linear", 1, "a flat feature vector [F]"), x.with_dims([a["features"]]))[1],
-    build=lambda x, a: _nn().Linear(x.dims[0], a["features"], bias=a["bias"]),
+    module="nn.Linear", positional=2, starts_line=True, torch_defaults={"bias": True}, last_axis=True,
+    kwargs=lambda x, a: {"in_features": x.dims[-1], "out_features": a["features"], "bias": a["bias"]},
     params=lambda x, a: a["features"] * (x.dims[0] + a["bias"]),
 ))
 
@@ -154,12 +160,12 @@ def _conv_shape(n):
     return rule
 
 
-def _conv_build(n):
-    def build(x: TensorShape, a: dict):
-        cls = _nn().Conv1d if n == 1 else _nn().Conv2d
-        return cls(x.dims[0], a["channels"], a["kernel"], stride=a["stride"], padding=a["padding"],
-                   dilation=a["dilation"], groups=a["groups"], bias=a["bias"])
-    return build
+def _conv_kwargs(x: TensorShape, a: dict) -> dict:
+    return {"in_channels": x.dims[0], "out_channels": a["channels"], "kernel_size": a["kernel"], "stride": a["stride"],
+            "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"], "bias": a["bias"]}
+
+
+_CONV_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
 
 
 def _conv_params(n):
@@ -171,10 +177,10 @@ def _conv_params(n):
     return count
 
 
-register(Layer("conv1d", "1-D convolution: [C, L] -> [channels, L'].", _conv_shape(1), _conv_build(1), _CONV_ARGS,
-               params=_conv_params(1)))
-register(Layer("conv2d", "2-D convolution: [C, H, W] -> [channels, H', W'].", _conv_shape(2), _conv_build(2), _CONV_ARGS,
-               params=_conv_params(2)))
+register(Layer("conv1d", "1-D convolution: [C, L] -> [channels, L'].", _conv_shape(1), "nn.Conv1d", _conv_kwargs,
+               _CONV_ARGS, positional=2, torch_defaults=_CONV_DEFAULTS, params=_conv_params(1), starts_line=True))
+register(Layer("conv2d", "2-D convolution: [C, H, W] -> [channels, H', W'].", _conv_shape(2), "nn.Conv2d", _conv_kwargs,
+               _CONV_ARGS, positional=2, torch_defaults=_CONV_DEFAULTS, params=_conv_params(2), starts_line=True))
 
 _POOL_ARGS = [Arg("kernel", "size", check=positive), Arg("stride", "size", None, check=positive),
               Arg("padding", "size", 0, check=non_negative)]
@@ -190,12 +196,10 @@ def _pool(kind: str, n: int):
             raise ShapeError(f"{name}: padding must be at most half the kernel")
         return _spatial(x, a, n, name, None)
 
-    def build(x, a):
-        cls = getattr(_nn(), f"{kind.capitalize()}Pool{n}d")
-        return cls(a["kernel"], stride=a["stride"], padding=a["padding"])
-
-    register(Layer(name, f"{kind.capitalize()} pooling over {n} spatial {'axis' if n == 1 else 'axes'}.", rule, build,
-                   _POOL_ARGS))
+    register(Layer(name, f"{kind.capitalize()} pooling over {n} spatial {'axis' if n == 1 else 'axes'}.", rule,
+                   f"nn.{kind.capitalize()}Pool{n}d",
+                   lambda x, a: {"kernel_size": a["kernel"], "stride": a["stride"], "padding": a["padding"]},
+                   _POOL_ARGS, positional=1, torch_defaults={"stride": None, "padding": 0}))
 
 
 for _kind in ("max", "avg"):
@@ -211,12 +215,9 @@ def _adaptive(n: int):
         _check_axes(a["size"], n, name, "size")
         return x.with_dims((x.dims[0],) + _per_axis(a["size"], n))
 
-    def build(x, a):
-        return getattr(_nn(), f"AdaptiveAvgPool{n}d")(a["size"])
-
     register(Layer(name, f"Average pooling to a fixed output size over {n} spatial {'axis' if n == 1 else 'axes'}.",
-                   rule, build,
-                   [Arg("size", "size", check=positive)]))
+                   rule, f"nn.AdaptiveAvgPool{n}d", lambda x, a: {"output_size": a["size"]},
+                   [Arg("size", "size", check=positive)], positional=1))
 
 
 _adaptive(1)
@@ -235,15 +236,11 @@ def _batchnorm_shape(x, a):
     return x
 
 
-def _batchnorm_build(x, a):
-    cls = _nn().BatchNorm2d if x.rank == 3 else _nn().BatchNorm1d
-    return cls(x.dims[0], eps=a["eps"], momentum=a["momentum"])
-
-
 register(Layer("batchnorm", "Batch normalisation over the channel (or feature) axis; 1-D or 2-D from the shape.",
-               _batchnorm_shape, _batchnorm_build,
+               _batchnorm_shape, lambda x, a: "nn.BatchNorm2d" if x.rank == 3 else "nn.BatchNorm1d",
+               lambda x, a: {"num_features": x.dims[0], "eps": a["eps"], "momentum": a["momentum"]},
                [Arg("momentum", "float", 0.1, check=probability), Arg("eps", "float", 1e-5, check=positive)],
-               params=lambda x, a: 2 * x.dims[0]))
+               positional=1, torch_defaults={"eps": 1e-5, "momentum": 0.1}, params=lambda x, a: 2 * x.dims[0]))
 
 
 def _layernorm_shape(x, a):
@@ -253,9 +250,9 @@ def _layernorm_shape(x, a):
     return x
 
 
-register(Layer("layernorm", "Layer normalisation over the last axis.", _layernorm_shape,
-               lambda x, a: _nn().LayerNorm(x.dims[-1], eps=a["eps"]), [Arg("eps", "float", 1e-5, check=positive)],
-               params=lambda x, a: 2 * x.dims[-1]))
+register(Layer("layernorm", "Layer normalisation over the last axis.", _layernorm_shape, "nn.LayerNorm",
+               lambda x, a: {"normalized_shape": x.dims[-1], "eps": a["eps"]}, [Arg("eps", "float", 1e-5, check=positive)],
+               positional=1, torch_defaults={"eps": 1e-5}, last_axis=True, params=lambda x, a: 2 * x.dims[-1]))
 
 
 def _any_float(name):
@@ -266,23 +263,26 @@ def _any_float(name):
 
 
 register(Layer("dropout", "Zeroes each value with probability p while training.", _any_float("dropout"),
-               lambda x, a: _nn().Dropout(a["p"]), [Arg("p", "float", 0.5, check=probability)]))
-register(Layer("identity", "Passes its input through.", lambda x, a: x, lambda x, a: _nn().Identity()))
+               "nn.Dropout", lambda x, a: {"p": a["p"]}, [Arg("p", "float", 0.5, check=probability)], positional=1,
+               last_axis=True))
+register(Layer("identity", "Passes its input through.", lambda x, a: x, "nn.Identity", last_axis=True))
 
 
 # ---------------------------------------------------------------- activations
 
-def _activation(name: str, doc: str, build, args=()):
-    register(Layer(name, doc, _any_float(name), build, list(args)))
+def _activation(name: str, doc: str, module: str, kwargs=lambda x, a: {}, args=(), defaults=None):
+    register(Layer(name, doc, _any_float(name), module, kwargs, list(args), torch_defaults=defaults or {},
+                   last_axis=True))
 
 
-_activation("relu", "max(0, x).", lambda x, a: _nn().ReLU())
-_activation("leaky_relu", "x if x > 0 else slope * x.", lambda x, a: _nn().LeakyReLU(a["slope"]),
-            [Arg("slope", "float", 0.01)])
-_activation("elu", "Exponential linear unit.", lambda x, a: _nn().ELU(a["alpha"]), [Arg("alpha", "float", 1.0)])
-_activation("gelu", "Gaussian error linear unit.", lambda x, a: _nn().GELU())
-_activation("tanh", "Hyperbolic tangent.", lambda x, a: _nn().Tanh())
-_activation("sigmoid", "Logistic sigmoid.", lambda x, a: _nn().Sigmoid())
+_activation("relu", "max(0, x).", "nn.ReLU")
+_activation("leaky_relu", "x if x > 0 else slope * x.", "nn.LeakyReLU", lambda x, a: {"negative_slope": a["slope"]},
+            [Arg("slope", "float", 0.01)], {"negative_slope": 0.01})
+_activation("elu", "Exponential linear unit.", "nn.ELU", lambda x, a: {"alpha": a["alpha"]}, [Arg("alpha", "float", 1.0)],
+            {"alpha": 1.0})
+_activation("gelu", "Gaussian error linear unit.", "nn.GELU")
+_activation("tanh", "Hyperbolic tangent.", "nn.Tanh")
+_activation("sigmoid", "Logistic sigmoid.", "nn.Sigmoid")
 
 
 def _softmax(name, cls):
@@ -292,10 +292,8 @@ def _softmax(name, cls):
             raise ShapeError(f"{name}: dim {a['dim']} does not exist in {x.dims_text}")
         return x
 
-    def build(x, a):
-        return getattr(_nn(), cls)(dim=a["dim"] if a["dim"] < 0 else a["dim"] + 1)
-
-    register(Layer(name, f"{cls} over one per-sample axis (default: the last).", rule, build, [Arg("dim", "int", -1)]))
+    register(Layer(name, f"{cls} over one per-sample axis (default: the last).", rule, f"nn.{cls}",
+                   lambda x, a: {"dim": a["dim"] if a["dim"] < 0 else a["dim"] + 1}, [Arg("dim", "int", -1)]))
 
 
 _softmax("softmax", "Softmax")
@@ -309,8 +307,8 @@ def _flatten_shape(x, a):
     return x.with_dims([_flat_size(x, "flatten")])
 
 
-register(Layer("flatten", "All per-sample axes into one: [C, H, W] -> [C*H*W].", _flatten_shape,
-               lambda x, a: _nn().Flatten()))
+register(Layer("flatten", "All per-sample axes into one: [C, H, W] -> [C*H*W].", _flatten_shape, "nn.Flatten",
+               starts_line=True))
 
 
 def _reshape_shape(x, a):
@@ -335,7 +333,8 @@ def _reshape_shape(x, a):
 
 
 register(Layer("reshape", "New per-sample dims with the same number of values (one may be -1).", _reshape_shape,
-               lambda x, a: _modules().Reshape(a["dims"]), [Arg("dims", "int", variadic=True)]))
+               "Reshape", lambda x, a: {"dims": a["dims"]}, [Arg("dims", "int", variadic=True)],
+               inline="{x}.reshape({x}.shape[0], {out})", starts_line=True))
 
 
 # ---------------------------------------------------------------- embeddings and recurrent layers
@@ -349,10 +348,11 @@ def _embedding_shape(x, a):
     return TensorShape("f32", x.dims + (a["dim"],))
 
 
-register(Layer("embedding", "Token ids -> vectors: i64[T] -> [T, dim].", _embedding_shape,
-               lambda x, a: _nn().Embedding(a["vocab"], a["dim"], padding_idx=a["padding"]),
+register(Layer("embedding", "Token ids -> vectors: i64[T] -> [T, dim].", _embedding_shape, "nn.Embedding",
+               lambda x, a: {"num_embeddings": a["vocab"], "embedding_dim": a["dim"], "padding_idx": a["padding"]},
                [Arg("vocab", "int", check=positive), Arg("dim", "int", check=positive),
-                Arg("padding", "int", None)], params=lambda x, a: a["vocab"] * a["dim"]))
+                Arg("padding", "int", None)], positional=2, torch_defaults={"padding_idx": None}, starts_line=True,
+               params=lambda x, a: a["vocab"] * a["dim"]))
 
 _RNN_ARGS = [Arg("hidden", "int", check=positive), Arg("layers", "int", 1, check=positive),
              Arg("bidirectional", "bool", False), Arg("dropout", "float", 0.0, check=probability),
@@ -372,11 +372,12 @@ def _recurrent(name: str, cls: str, extra=()):
                              "add layers=2, or put a `dropout` stage after the recurrent layer")
         return x.with_dims((x.dims[0], a["hidden"] * (2 if a["bidirectional"] else 1)))
 
-    def build(x, a):
-        kw = {"nonlinearity": a["nonlinearity"]} if "nonlinearity" in a else {}
-        return getattr(_modules(), cls)(x.dims[1], a["hidden"], num_layers=a["layers"], batch_first=True,
-                                        bidirectional=a["bidirectional"], dropout=a["dropout"],
-                                        carry_state=a["carry_state"], **kw)
+    def kwargs(x, a):
+        kw = {"input_size": x.dims[1], "hidden_size": a["hidden"], "num_layers": a["layers"]}
+        if "nonlinearity" in a:
+            kw["nonlinearity"] = a["nonlinearity"]
+        return {**kw, "batch_first": True, "bidirectional": a["bidirectional"], "dropout": a["dropout"],
+                "carry_state": a["carry_state"]}
 
     def count(x, a):
         gates, hidden, directions = _GATES[cls], a["hidden"], 2 if a["bidirectional"] else 1
@@ -386,8 +387,9 @@ def _recurrent(name: str, cls: str, extra=()):
             total += directions * gates * hidden * (features + hidden + 2)
         return total
 
-    register(Layer(name, f"{cls} over a sequence: [T, F] -> [T, hidden] (x2 if bidirectional).", rule, build,
-                   _RNN_ARGS + list(extra), sequence_input=True, params=count))
+    register(Layer(name, f"{cls} over a sequence: [T, F] -> [T, hidden] (x2 if bidirectional).", rule, cls, kwargs,
+                   _RNN_ARGS + list(extra), positional=2, recurrent=True, sequence_input=True, params=count, starts_line=True,
+                   torch_defaults={"num_layers": 1, "nonlinearity": "tanh", "bidirectional": False, "dropout": 0.0}))
 
 
 _recurrent("rnn", "RNN", [Arg("nonlinearity", "str", "tanh", choices=("tanh", "relu"))])
@@ -404,7 +406,10 @@ def _over_time(name):
     return rule
 
 
-register(Layer("last", "The last time step: [T, F] -> [F].", _over_time("last"),
-               lambda x, a: _modules().Last(), sequence_input=True))
+register(Layer("last", "The last time step: [T, F] -> [F].", _over_time("last"), "Last", sequence_input=True,
+               inline="{x}[:, -1]", starts_line=True))
 register(Layer("mean_over_time", "The mean over time steps: [T, F] -> [F].", _over_time("mean_over_time"),
-               lambda x, a: _modules().MeanOverTime(), sequence_input=True))
+               "MeanOverTime", sequence_input=True, inline="{x}.mean(dim=1)", starts_line=True))
+
+
+LINE_STARTERS = frozenset(name for name, layer in LAYERS.items() if layer.starts_line)

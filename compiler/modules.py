@@ -34,10 +34,6 @@ class MeanOverTime(nn.Module):
         return x.mean(dim=1)
 
 
-_LAST_AXIS = (nn.Linear, nn.Identity, nn.Dropout, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU,
-              nn.LayerNorm)
-
-
 class Each(nn.Module):
     """Applies a per-step layer at every time step of a [B, T, ...] sequence."""
 
@@ -46,8 +42,6 @@ class Each(nn.Module):
         self.inner = inner
 
     def forward(self, x):
-        if isinstance(self.inner, _LAST_AXIS):       # these act on the last axis already
-            return self.inner(x)
         y = self.inner(x.flatten(0, 1))
         return y.unflatten(0, (x.shape[0], x.shape[1]))
 

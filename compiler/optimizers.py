@@ -1,4 +1,5 @@
-"""The optimizer catalog: `optimizer = adam(lr=0.001)`; each entry maps to a torch.optim class."""
+"""The optimizer catalog: `optimizer = adam(lr=0.001)`; each entry names its torch.optim class
+(constructed by compiler/build.py `build_optimizer`; nothing here imports torch)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,6 @@ class Optimizer:
     name: str
     torch_class: str
     args: list[Arg] = field(default_factory=list)
-
-    def build(self, params, args: dict):
-        import torch
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if not k.startswith("__")}
-        return getattr(torch.optim, self.torch_class)(params, **kwargs)
 
 
 OPTIMIZERS: dict[str, Optimizer] = {}

@@ -1,7 +1,8 @@
 """The learning-rate schedule catalog: `schedule = cosine()`, `schedule = step(every=10, gamma=0.5)`.
 
 `unit` says when the schedule steps: after every optimizer step or every epoch.
-Builders receive the optimizer and the run's total steps and epochs.
+`make` receives torch.optim.lr_scheduler, the optimizer, the bound arguments and the run's total
+steps and epochs (compiler/build.py `build_schedule` passes them; nothing here imports torch).
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ class Schedule:
     unit: str                                   # "step" | "epoch" | "metric"
     make: Callable                              # (torch.optim.lr_scheduler, optimizer, args, total_steps, total_epochs)
     args: list[Arg] = field(default_factory=list)
-
-    def build(self, optimizer, args: dict, total_steps: int, total_epochs: int):
-        from torch.optim import lr_scheduler
-        return self.make(lr_scheduler, optimizer, args, total_steps, total_epochs)
 
 
 SCHEDULES: dict[str, Schedule] = {}

@@ -87,29 +87,25 @@ def format_stage(s) -> str:
     return f"{s.name}({format_args(s.args)})" if s.args else s.name
 
 
-# Stages that begin a new line when the line already has one, as a chain is written by hand:
-# the layers that carry the weights, and those that change what the value is.
-LINE_STARTERS = frozenset({"linear", "conv1d", "conv2d", "rnn", "lstm", "gru", "embedding",
-                           "flatten", "reshape", "last", "mean_over_time"})
 MAX_LINE = 88
 
 
-def _starts_line(stage, blocks: set[str]) -> bool:
+def _starts_line(stage, starters: frozenset[str]) -> bool:
     inner = stage.stage if isinstance(stage, ast.EachStage) else stage
     while isinstance(inner, ast.EachStage):
         inner = inner.stage
-    return inner.name in LINE_STARTERS or inner.name in blocks
+    return inner.name in starters
 
 
-def _format_stages(stages, indent: str, blocks: set[str] = frozenset()) -> list[str]:
-    """Stages on lines of their own: a new line before each weighted or reshaping layer (and each
-    block used as a stage) once the line has one, the activations, pooling and dropout that
-    follow it staying beside it; long lines break before MAX_LINE."""
+def _format_stages(stages, indent: str, starters: frozenset[str]) -> list[str]:
+    """Stages on lines of their own: a new line before each of `starters` (the weighted or reshaping
+    layers, and each block used as a stage) once the line has one, the activations, pooling and dropout
+    that follow it staying beside it; long lines break before MAX_LINE."""
     lines: list[list[str]] = []
     starter_on_line = False
     for s in stages:
         text = format_stage(s)
-        starts = _starts_line(s, blocks)
+        starts = _starts_line(s, starters)
         too_long = lines and len(indent) + len(" ".join(lines[-1] + [text])) > MAX_LINE
         if not lines or too_long or (starts and starter_on_line):
             lines.append([])
@@ -119,10 +115,10 @@ def _format_stages(stages, indent: str, blocks: set[str] = frozenset()) -> list[
     return [indent + " ".join(line) for line in lines]
 
 
-def _format_model(m: ast.Model) -> list[str]:
+def _format_model(m: ast.Model, line_starters: frozenset[str]) -> list[str]:
     inputs = ", ".join(f"{i.name}: {format_type(i.type)}" for i in m.inputs)
     out = [f"model {m.name}({inputs}) {{"]
-    blocks = {st.name for st in m.body if isinstance(st, ast.BlockDef)}
+    blocks = line_starters | {st.name for st in m.body if isinstance(st, ast.BlockDef)}
     run: list = []
 
     def flush():
@@ -174,7 +170,9 @@ def _format_block(item: ast.Block) -> list[str]:
     return [f"{item.block} {{"] + body + ["}"]
 
 
-def format_spec(spec: ast.Spec) -> str:
+def format_spec(spec: ast.Spec, line_starters: frozenset[str] = frozenset()) -> str:
+    """The canonical text. `line_starters` names the layers that start a new line in a chain (the layer
+    catalog knows them: compiler.layers.LINE_STARTERS); without it, only blocks do."""
     chunks: list[list[str]] = []
     lets: list[str] = []
     for item in spec.items:
@@ -187,7 +185,7 @@ def format_spec(spec: ast.Spec) -> str:
         if isinstance(item, ast.Block):
             chunks.append(_format_block(item))
         elif isinstance(item, ast.Model):
-            chunks.append(_format_model(item))
+            chunks.append(_format_model(item, frozenset(line_starters)))
         elif isinstance(item, ast.Variants):
             width = max((len(v.name) + 1 for v in item.variants), default=0)
             body = [f"{INDENT}{(v.name + ':').ljust(width)} " + ", ".join(format_setting(s) for s in v.settings)

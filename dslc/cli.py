@@ -95,7 +95,8 @@ def cmd_fmt(args) -> int:
         from dslc.dsl.yaml_face import to_yaml
         text = to_yaml(spec)
     else:
-        text = format_spec(spec)
+        from dslc.compiler.layers import LINE_STARTERS
+        text = format_spec(spec, LINE_STARTERS)
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:
             f.write(text)

@@ -9,6 +9,7 @@ import pytest
 
 from dslc.compiler.check import check_all
 from dslc.dsl.diagnostics import Source
+from dslc.compiler.layers import LINE_STARTERS
 from dslc.dsl.format import format_spec
 from dslc.dsl.parse import parse
 from dslc.editor import catalogs
@@ -183,7 +184,7 @@ def test_formatting_shipped_specs_is_dslc_fmt_plus_their_comments(path: Path) ->
     assert parse(out) == parse(text)
     assert sorted(c.text for c in comments(out)) == sorted(c.text for c in comments(text))
     stripped = "\n".join(line.split("  #")[0].rstrip() for line in out.splitlines() if not line.lstrip().startswith("#"))
-    assert stripped + "\n" == format_spec(parse(text))
+    assert stripped + "\n" == format_spec(parse(text), LINE_STARTERS)
     assert format_text(out, str(path)) == out
 
 

@@ -9,6 +9,7 @@ and pass `ruff check`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import py_compile
 import shutil
@@ -22,7 +23,7 @@ import torch
 from conftest import SPECS
 from dslc.compiler.build import build_layer, build_model
 from dslc.compiler.check import check, check_all
-from dslc.compiler.emit_python import _fallback_constructor, class_names, layer_constructor, model_source
+from dslc.compiler.emit_python import class_names, layer_constructor, model_source
 from dslc.compiler.layers import LAYERS
 from dslc.dsl.parse import parse, read_spec
 
@@ -214,17 +215,6 @@ def test_ejected_models_agree_with_dslc(checked, tmp_path):
             _assert_same(want, fresh(*inputs), f"{model_name} (after reset_state)")
 
 
-def test_extra_specs_cover_the_layer_catalog():
-    used = set()
-    for text in EXTRA_SPECS.values():
-        for checked in _load(text, "x"):
-            for ir in checked.models.values():
-                used |= {l.layer for l in list(ir.layers) + [l for b in ir.blocks.values() for l in b.layers]}
-    missing = sorted(set(LAYERS) - used)
-    assert not missing, (f"add the layer(s) {missing} to EXTRA_SPECS so their ejected form is tested "
-                         "(compiler/emit_python.py writes them from CONSTRUCTORS or from the built module)")
-
-
 def _all_layer_irs():
     for checked in [c.values[0] for c in _extra_cases()]:
         for ir in checked.models.values():
@@ -247,23 +237,20 @@ def test_layer_constructors_build_what_dslc_builds():
                [(k, v.shape) for k, v in built.state_dict().items()], l.name
 
 
-def test_fallback_constructor_writes_any_torch_layer():
-    """A layer missing from CONSTRUCTORS is still written, from the module dslc builds."""
-    from torch import nn
-
-    from dslc.compiler.emit_python import CONSTRUCTORS, INLINE
+def test_layers_built_as_dslc_modules_are_written_inline_or_refused():
+    """Every layer dslc builds as a module of its own is written inline, as a recurrent torch layer, or
+    refused with a message that says what the catalog entry needs."""
     for l in _all_layer_irs():
-        if type(build_layer(l)).__module__.startswith("dslc."):    # dslc's own modules need an entry
-            assert l.layer in CONSTRUCTORS or l.layer in INLINE or l.each, l.layer
-            continue
-        text = _fallback_constructor(l)
-        assert repr(eval(text, {"nn": nn})) == repr(build_layer(l)), text
-
-
-def test_dslc_only_modules_are_refused_by_the_fallback():
+        entry = LAYERS[l.layer]
+        if type(build_layer(l)).__module__.startswith("dslc.") and not l.each:
+            assert entry.inline or entry.recurrent, l.layer
     checked = _load("model m(x: f32[4, 3]) { last }", "m")[0]
-    with pytest.raises(ValueError, match="CONSTRUCTORS"):
-        _fallback_constructor(checked.model.layers[0])
+    l = checked.model.layers[0]
+    broken = dataclasses.replace(LAYERS["last"], inline=None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(LAYERS, "last", broken)
+        with pytest.raises(ValueError, match="inline"):
+            layer_constructor(l)
 
 
 def test_forward_reads_like_hand_written_code(tmp_path):
@@ -288,7 +275,7 @@ def test_forward_reads_like_hand_written_code(tmp_path):
 
 
 def _ejected_folders(tmp_path):
-    from dslc.compiler.emit_python import eject
+    from dslc.compiler.emit import eject
     folders = []
     for param in _spec_cases():
         checked = param.values[0]
@@ -318,7 +305,7 @@ def test_ejected_files_compile_and_pass_ruff(tmp_path):
 
 
 def test_readme_and_train_written(tmp_path):
-    from dslc.compiler.emit_python import eject
+    from dslc.compiler.emit import eject
     spec, source = read_spec(SPECS / "dropout_overfit.dlspec")
     checked = check(spec, source, variant="overfit")
     paths = eject(checked, tmp_path, "specs/dropout_overfit.dlspec")
@@ -329,7 +316,7 @@ def test_readme_and_train_written(tmp_path):
 
 
 def test_model_without_training_ejects_model_only(tmp_path):
-    from dslc.compiler.emit_python import eject
+    from dslc.compiler.emit import eject
     checked = _load(EXTRA_SPECS["two"], "two")[0]
     paths = eject(checked, tmp_path, "two.dlspec")
     assert [p.name for p in paths] == ["model.py", "README.md"]

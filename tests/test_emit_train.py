@@ -23,7 +23,7 @@ import torch
 
 from conftest import SHARED_DATA, SPECS
 from dslc.compiler.check import check, parse_override
-from dslc.compiler.emit_python import eject
+from dslc.compiler.emit import eject
 from dslc.compiler.emit_expr import loss_source
 from dslc.compiler.emit_train import EjectError, optimizer_source, train_source
 from dslc.compiler.torch_backend import loss_function
@@ -263,9 +263,10 @@ def test_ejected_train_runs_as_a_script(tmp_path):
 def test_every_optimizer_is_written_with_dslcs_settings():
     for name, opt in OPTIMIZERS.items():
         args = {a.name: (0.05 if a.required else a.default) for a in opt.args}
+        from dslc.compiler.build import build_optimizer
         from dslc.compiler.ir import CallIR
         model = torch.nn.Linear(2, 1)
-        want = opt.build(model.parameters(), args)
+        want = build_optimizer(CallIR(name, args), model.parameters())
         got = eval(optimizer_source(CallIR(name, args)), {"torch": torch, "model": model})
         strip = lambda g: {k: v for k, v in g.items() if k != "params"}  # noqa: E731
         assert type(got) is type(want), name

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from dslc.cli import main
 from dslc.dsl import ast
 from dslc.errors import SpecError
+from dslc.compiler.layers import LINE_STARTERS
 from dslc.dsl.format import format_expr, format_spec
 from dslc.dsl.parse import parse
 from test_fuzz import mutated_specs
@@ -22,7 +23,7 @@ SPEC_FILES = sorted(SPECS.glob("*.dlspec"))
 
 
 def fmt(text: str) -> str:
-    return format_spec(parse(text, "spec.dlspec"))
+    return format_spec(parse(text, "spec.dlspec"), LINE_STARTERS)
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
@@ -123,6 +124,6 @@ def test_fmt_round_trips_every_spec_that_parses(case):
         spec = parse(text, name)
     except SpecError:
         assume(False)
-    once = format_spec(spec)
+    once = format_spec(spec, LINE_STARTERS)
     assert parse(once, name) == spec
-    assert format_spec(parse(once, name)) == once
+    assert format_spec(parse(once, name), LINE_STARTERS) == once

@@ -17,7 +17,7 @@ EJECTED_FILES = ("model.py", "train.py", "README.md")
 def cmd_emit(args) -> int:
     from dslc.errors import UserError
     from dslc.compiler.check import check_file as load
-    from dslc.compiler.emit_python import eject
+    from dslc.compiler.emit import eject
     from dslc.compiler.emit_train import EjectError
     checked = load(args.spec, args.set or [], args.variant)
     out = Path(args.python)

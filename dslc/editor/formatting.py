@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from dslc.dsl import ast
+from dslc.compiler.layers import LINE_STARTERS
 from dslc.dsl.format import format_spec
 from dslc.dsl.parse import parse
 
@@ -66,7 +67,7 @@ def _pairs(a, b, out: list) -> None:
 def format_text(text: str, path: str = "<spec>") -> str:
     """The canonical text of the spec, comments kept. Raises SpecError when it does not parse."""
     original = parse(text, path)
-    formatted = format_spec(original)
+    formatted = format_spec(original, LINE_STARTERS)
     notes = comments(text)
     if not notes:
         return formatted

@@ -27,6 +27,7 @@ from dslc.compiler.shapes import DTYPES
 from dslc.dsl.diagnostics import did_you_mean
 
 from dslc.compiler.numpy_backend import evaluate_column
+from dslc.runtime.data import sources
 from dslc.runtime.data.sources import LoadContext, SourceData
 from dslc.runtime.data.preprocessing import fit_shape, preprocessing_for
 
@@ -130,7 +131,7 @@ def _nonneg(seed: int) -> int:
 
 
 def _load(source: SourceIR, ctx: LoadContext) -> SourceData:
-    loaded = DATA_SOURCES[source.name].load(source.args, ctx)
+    loaded = getattr(sources, DATA_SOURCES[source.name].loader)(source.args, ctx)
     if not loaded.columns or loaded.rows == 0:
         raise UserError(f"the data source {source.name} holds no samples" + (f" ({loaded.root})" if loaded.root else ""))
     return loaded

@@ -33,10 +33,10 @@ import os
 import warnings
 from pathlib import Path
 
+from dslc.compiler.layers import LAYERS
 from dslc.errors import UserError
 
 DEFAULT_OPSET = 18
-RECURRENT = ("rnn", "lstm", "gru")
 
 
 # ---------------------------------------------------------------- names and axes
@@ -74,7 +74,7 @@ def output_axes(model_ir, names: list[str]) -> dict[str, dict[int, str]]:
 
 
 def uses_torchscript_exporter(model_ir) -> bool:
-    return model_ir.has_layer(*RECURRENT)
+    return any(LAYERS[l.layer].recurrent for _, l in model_ir.all_layers)
 
 
 # ---------------------------------------------------------------- metadata

@@ -52,9 +52,8 @@ import numpy as np
 import torch
 
 from dslc.errors import UserError
-from dslc.compiler.build import build_model
+from dslc.compiler.build import build_model, build_optimizer, build_schedule
 from dslc.compiler.ir import CheckedSpec
-from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.compiler.schedules import SCHEDULES
 
 from dslc.runtime.training.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -226,7 +225,7 @@ class Trainer:
         self.shards = Shards(world) if world.size > 1 else None
         self.train_loss_fn = self.loss_fn if self.shards is None else self._weighted_loss
         self.metrics = make_metrics(checked)
-        self.optimizer = OPTIMIZERS[tr.optimizer.name].build(self.module.parameters(), tr.optimizer.args)
+        self.optimizer = build_optimizer(tr.optimizer, self.module.parameters())
 
         self.train_split = split_on_device(data.train, device)
         self.val_split = split_on_device(data.validation, device)
@@ -242,9 +241,8 @@ class Trainer:
 
         self.schedule = self.schedule_unit = None
         if tr.schedule is not None:
-            entry = SCHEDULES[tr.schedule.name]
-            self.schedule = entry.build(self.optimizer, tr.schedule.args, self.total_steps, self.total_epochs)
-            self.schedule_unit = entry.unit
+            self.schedule = build_schedule(tr.schedule, self.optimizer, self.total_steps, self.total_epochs)
+            self.schedule_unit = SCHEDULES[tr.schedule.name].unit
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.autocast = autocast_for(self.precision, device)
 
