@@ -281,6 +281,10 @@ class SpecChecker(DataChecks, LossChecks):
                                       "add: data { source = mnist(root=\"data\") batch = 64 }")
                 raise _Bail
             model_ok = name not in self.broken_models
+            if model_ok and model.param_count == 0:
+                self.report.error(f"model {name} has no weights, so training has nothing to change", model.span,
+                                  "add a layer with weights (linear, conv2d, lstm, ...) or a `param`")
+                raise _Bail
             loss = self.check_loss(s.get("loss"), model, data, block) if model_ok else LossIR()
             optimizer = self.catalog_call(s.get("optimizer"), OPTIMIZERS, "optimizer", CallIR("adam", {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}))
             schedule = self.catalog_call(s.get("schedule"), SCHEDULES, "schedule", None)

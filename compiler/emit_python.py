@@ -389,7 +389,7 @@ class ModelSource:
         init = INITIALIZERS[p.init.name]
         args = bind(init.name, init.args, list(p.init.args), p.init.span, Report())
         args.pop("__spans__", None)
-        shape = ", ".join(str(d) for d in dims)
+        shape = ", ".join(str(d) for d in dims) if dims else "()"
         self.src.add(set_attr("self", p.name, f"nn.Parameter(torch.empty({shape}))"), depth=2)
         self.src.add(init_call(p.init.name, args, attr("self", p.name)), depth=2)
 

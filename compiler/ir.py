@@ -351,6 +351,7 @@ class ModelIR:
     steps: list[tuple[str, Node]] = field(default_factory=list)  # (binding name, node)
     outputs: list[Node] = field(default_factory=list)
     span: ast.Span = ast.NO_SPAN
+    param_count: int = 0        # trainable values, counted by the checker
 
     @property
     def output_shapes(self) -> list[TensorShape]:

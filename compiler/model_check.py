@@ -106,6 +106,7 @@ class ModelChecker:
         """Refuse models too large to build, before any weight is allocated."""
         layers = list(self.ir.layers) + [l for b in self.ir.blocks.values() for l in b.layers]
         total = sum(layer_params(l) for l in layers) + sum(p.shape.numel() or 0 for p in self.ir.params)
+        self.ir.param_count = total
         if total > MAX_PARAMS:
             self.report.error(f"model {self.m.name} would have {total:,} parameters, more than the "
                               f"{MAX_PARAMS:,} dslc builds", self.m.span, "use smaller layers")
