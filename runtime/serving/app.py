@@ -109,9 +109,11 @@ class Service:
                          f"(its --max-body)", 413)
         reserved = limits.body_cost(declared if declared is not None else limits.max_body)
         if reserved > limits.max_memory:
+            await self._discard(request)
             return error(f"a body of {declared} bytes needs about {reserved >> 20} MiB to decode; the server's "
                          f"--max-memory is {limits.max_memory >> 20} MiB", 413)
         if not self.budget.try_reserve(reserved):
+            await self._discard(request)
             return error("the server is busy (its memory budget is taken by requests in flight); retry shortly", 503)
         try:
             with self.batcher.arriving() as ticket:
@@ -141,6 +143,17 @@ class Service:
             self.budget.release(reserved)
             if reserved >= limits.body_cost(TRIM_AFTER):
                 give_back_memory()
+
+    async def _discard(self, request: Request) -> None:
+        """Read a refused body (at most max_body bytes) without keeping it, so that the client, which is still
+        sending, gets the answer; a client that sent `Expect: 100-continue` never sends it."""
+        if "100-continue" in request.headers.get("expect", "").lower():
+            return
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.limits.max_body:
+                return
 
     async def _read(self, request: Request) -> bytes:
         """The body, refused (413) as soon as it grows past max_body whatever Content-Length said."""

@@ -86,6 +86,8 @@ class ModelIO:
         shapes = prep.get("column_shapes") or {}
         categories = prep.get("categories") or {}
         fields = []
+        if kind == "text":                      # the recorded column holds token ids; a request holds the text
+            return [Field("text", "text")]
         for name in prep["columns"]:
             shape = tuple(shapes.get(name) or ())
             if kind == "text":

@@ -159,6 +159,8 @@ def _column(field, values: list, where: str, single: bool = False):
 
 
 def _check_one(field, value, where: str) -> None:
+    if value is None or isinstance(value, (str, dict, bool)):
+        raise RequestError(f"{where} must be {field.describe()}; got {_json_type(value)}")
     array = _array(value, where)
     if array.dtype.kind not in "iuf":
         raise RequestError(f"{where} must be {field.describe()}; got {_json_type(value)}")
