@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/compile.py
 	$(PY) bench/train_overhead.py
 	$(PY) bench/inference.py
+	$(PY) bench/serve.py
 
 fuzz: setup
 	$(PY) bench/fuzz.py --count 10000

@@ -62,7 +62,8 @@ def answer(io: ModelIO, outputs: list[np.ndarray]) -> bytes:
             samples = ", ".join(map(str, bad[:5].tolist())) + (", ..." if len(bad) > 5 else "")
             raise RequestError(f"the model's output '{name}' is NaN or infinite for sample(s) {samples}; JSON cannot "
                                f"carry such values (inputs far from the training data can cause this)", 422)
-    return orjson.dumps({"predictions": predictions(io.model, outputs)}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({"predictions": predictions(io.model, outputs, float32=True)},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def model_metadata(io: ModelIO, limits: Limits) -> dict:

@@ -199,9 +199,12 @@ def _value(x):
     return x.item() if x.ndim == 0 else x.tolist()
 
 
-def predictions(model, outputs: list[np.ndarray]) -> list[dict]:
+def predictions(model, outputs: list[np.ndarray], float32: bool = False) -> list[dict]:
     """One dict per sample: label, class, probability and {label: probability} for classifiers;
-    {output name: value} otherwise."""
+    {output name: value} otherwise.
+
+    Values are Python numbers and lists; with `float32` they stay numpy float32 scalars and arrays
+    (for orjson, which writes them in their shortest form: 0.1859, not 0.18590061366558075)."""
     if is_classifier(model, outputs):
         scores = outputs[0].astype(np.float64)
         already = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
@@ -209,8 +212,15 @@ def predictions(model, outputs: list[np.ndarray]) -> list[dict]:
         best = probs.argmax(axis=1)
         labels = model.labels
         names = [str(label) for label in labels] if labels else [str(c) for c in range(probs.shape[1])]
+        if float32:
+            probs = probs.astype(np.float32)
+            return [{"label": labels[c] if labels else int(c), "class": int(c), "probability": p[c],
+                     "probabilities": dict(zip(names, p))} for c, p in zip(best.tolist(), probs)]
         return [{"label": labels[c] if labels else int(c), "class": int(c), "probability": float(p[c]),
                  "probabilities": dict(zip(names, p.tolist()))} for c, p in zip(best, probs)]
+    if float32:
+        outputs = [out.astype(np.float32) if out.dtype.kind == "f" else out for out in outputs]
+        return [{name: out[i] for name, out in zip(model.output_names, outputs)} for i in range(len(outputs[0]))]
     return [{name: _value(out[i]) for name, out in zip(model.output_names, outputs)}
             for i in range(len(outputs[0]))]
 
