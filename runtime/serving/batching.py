@@ -73,7 +73,10 @@ class Batcher:
         self.max_queue = max_queue
         self.stats = BatchStats()
         self._jobs: deque[_Job] = deque()
+        self._queued = 0                # samples in _jobs
         self._arriving = 0
+        self._idle = False              # the worker waits for a first job
+        self._gathering = False         # the worker waits for more jobs (or for arrivals to land)
         self._cond = threading.Condition()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,7 +113,8 @@ class Batcher:
             if not ticket.landed:
                 with self._cond:
                     self._arriving -= 1
-                    self._cond.notify_all()
+                    if self._gathering and self._arriving == 0:
+                        self._cond.notify()
 
     def submit(self, arrays: list[np.ndarray], ticket: _Ticket | None = None) -> asyncio.Future:
         """A future for `arrays`' outputs (one array per model output, this request's samples only).
@@ -127,8 +131,12 @@ class Batcher:
             if len(self._jobs) >= self.max_queue:
                 self.stats.refused += 1
                 raise QueueFull(f"{len(self._jobs)} requests are waiting already (the server's --max-queue)")
-            self._jobs.append(_Job(arrays, future, int(arrays[0].shape[0]), key))
-            self._cond.notify_all()
+            job = _Job(arrays, future, int(arrays[0].shape[0]), key)
+            self._jobs.append(job)
+            self._queued += job.samples
+            # wake the worker only when it has something to do: every wake-up costs the event loop the GIL
+            if self._idle or (self._gathering and (self._arriving == 0 or self._queued >= self.max_batch)):
+                self._cond.notify()
         return future
 
     # ------------------------------------------------------------ the worker's side
@@ -143,8 +151,10 @@ class Batcher:
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
+            self._idle = True
             while not self._jobs and not self._closed:
                 self._cond.wait()
+            self._idle = False
             if self._closed:
                 for job in self._jobs:
                     self._loop.call_soon_threadsafe(_fail, job.future, RuntimeError("the server is stopping"))
@@ -152,10 +162,14 @@ class Batcher:
                 return None
             head = self._jobs[0]
             deadline = head.queued_at + self.max_wait_s
+            self._gathering = True
             while (self._arriving > 0 and not self._closed and self._fill(head.key) < self.max_batch
                    and (left := deadline - time.perf_counter()) > 0):
                 self._cond.wait(left)
-            return self._take(head.key)
+            self._gathering = False
+            taken = self._take(head.key)
+            self._queued -= sum(job.samples for job in taken)
+            return taken
 
     def _fill(self, key) -> int:
         return sum(job.samples for job in self._jobs if job.key == key)
