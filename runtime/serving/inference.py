@@ -89,7 +89,8 @@ def check_inputs(inputs, specs: list[InputSpec]) -> list[np.ndarray]:
             if array.dtype.kind not in "biuf" or not np.can_cast(array.dtype, want, casting="same_kind"):
                 got = {"U": "string", "S": "bytes", "O": "object"}.get(array.dtype.kind, array.dtype.name)
                 raise UserError(f"input '{spec.name}' must be {want.name}; got {got} values")
-            array = array.astype(want)
+            with np.errstate(over="ignore"):       # a float too large for float32 becomes inf; callers check
+                array = array.astype(want)
         if array.ndim != len(spec.shape):
             raise UserError(f"input '{spec.name}' must have shape {spec.describe()} (rank {len(spec.shape)}); "
                             f"got {_shape_text(array.shape)} (rank {array.ndim})")
