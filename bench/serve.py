@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import selectors
-import statistics
 import subprocess
 import sys
 import tempfile

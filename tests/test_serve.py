@@ -543,3 +543,24 @@ def test_the_readme_curl_examples_work_as_shown(models, tmp_path):
                     assert body.startswith(expected), (command, body)
         finally:
             running.stop()
+
+
+# ---------------------------------------------------------------- records with categories (tabular models)
+
+
+def test_category_fields_are_checked_by_name_before_the_preprocessing(models):
+    """A preprocessing that records `categories` for a column makes that field a category: its schema lists
+    the values, and an unknown value or a missing field is a 400 naming the field."""
+    from dslc.runtime.serving.model_io import ModelIO
+    from dslc.runtime.serving.openapi_schema import components
+    from dslc.runtime.serving.request_body import RequestError, request_inputs
+    model = session(models["thermometer"])
+    model.metadata["preprocessing"] = {**model.preprocessing, "categories": {"t_u": ["Biscoe", "Dream"]}}
+    io = ModelIO(model)
+    assert io.fields[0].kind == "category"
+    assert components(io)["Record"]["properties"]["t_u"]["enum"] == ["Biscoe", "Dream"]
+    with pytest.raises(RequestError, match=r"instances\[1\]\.t_u: unknown category 'Torgersen'; "
+                                           r"the model knows 'Biscoe', 'Dream'"):
+        request_inputs({"instances": [{"t_u": "Dream"}, {"t_u": "Torgersen"}]}, io)
+    with pytest.raises(RequestError, match=r"records\[0\] has no field 't_u'; the model reads t_u"):
+        request_inputs([{"island": "Dream"}], io)
