@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/train_overhead.py
 	$(PY) bench/inference.py
 	$(PY) bench/lsp.py
+	$(PY) bench/serve.py
 
 # Every file generated from the catalogs: docs/language.md's tables, the editor grammar and schema.
 generate: setup

@@ -243,6 +243,7 @@ import sys
 import numpy as np
 from dslc.runtime.serving.inference import InferenceSession
 import dslc.runtime.serving.predict, dslc.runtime.serving.serve, dslc.runtime.serving.input_files
+import dslc.runtime.serving.app, dslc.runtime.serving.request_body, dslc.runtime.serving.batching
 session = InferenceSession({str(image_model[0])!r})
 assert session.run([np.load({str(x)!r})], batch=2)[0].shape == (3, 10)
 from dslc.cli import main

@@ -252,7 +252,9 @@ def test_out_npy_npz_and_jsonl(models, capsys, tmp_path):
     assert len(lines) == 5
     assert [l["class"] for l in lines] == scores.argmax(axis=1).tolist()
     assert [l["label"] for l in lines] == [str(c) for c in scores.argmax(axis=1)]
-    assert all(abs(sum(l["probabilities"]) - 1) < 1e-6 and l["probability"] == max(l["probabilities"]) for l in lines)
+    assert all(list(l["probabilities"]) == [str(c) for c in range(10)] for l in lines)      # by label
+    assert all(abs(sum(l["probabilities"].values()) - 1) < 1e-6
+               and l["probability"] == l["probabilities"][l["label"]] == max(l["probabilities"].values()) for l in lines)
 
     code, out, _ = predict(capsys, models["two"], DIGIT,
                            "--out", tmp_path / "two.npz")

@@ -1,19 +1,29 @@
-"""The `dslc predict` and `dslc serve` verbs: argument parsing only (nothing heavy imported here)."""
+"""The `dslc predict` and `dslc serve` verbs: argument parsing, and which kind of model to open.
+
+Nothing heavy is imported here. `dslc predict RUN_DIR` opens the run's trained
+torch module through dslc/commands/run_model.py; everything else runs in
+runtime/serving, which never imports torch.
+"""
 
 from __future__ import annotations
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024      # the same default as dslc.runtime.serving.serve (not imported: it is heavy)
+DEFAULT_MAX_BODY = 16 * 1024 * 1024      # the same default as dslc.runtime.serving.limits (not imported: it is heavy)
+DEFAULT_MAX_MEMORY_MIB = 512
 PROVIDER_HELP = "onnxruntime provider: tensorrt, cuda or cpu (default: CUDA when a GPU is there, else CPU)"
 
 
 def cmd_predict(args) -> int:
-    from dslc.runtime.serving.predict import cmd_predict as run
-    return run(args)
+    from dslc.commands.run_model import open_model
+    from dslc.runtime.serving.predict import predict_file
+    model = open_model(args.model, args.provider, args.variant, args.checkpoint)
+    return predict_file(model, args.input, batch=args.batch, out=args.out)
 
 
 def cmd_serve(args) -> int:
     from dslc.runtime.serving.serve import serve
-    serve(args.model, host=args.host, port=args.port, max_body=args.max_body, provider=args.provider)
+    serve(args.model, host=args.host, port=args.port, max_body=args.max_body, provider=args.provider,
+          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+          max_memory_mib=args.max_memory, threads=args.threads, access_log=not args.quiet)
     return 0
 
 
@@ -29,10 +39,25 @@ def add_commands(add, overrides) -> None:
     sp.add_argument("--checkpoint", choices=("best", "last"), default="best",
                     help="with a run directory: which checkpoint (default best)")
 
-    sp = add("serve", cmd_serve, "serve an exported .onnx model over HTTP (POST /predict, GET /health, GET /metadata)")
+    sp = add("serve", cmd_serve, "serve an exported .onnx model over HTTP: POST /predict (batched), "
+                                 "GET /health, /metadata, /openapi.json, /docs")
     sp.add_argument("model", metavar="MODEL.onnx")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     sp.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    sp.add_argument("--max-batch", type=int, metavar="N",
+                    help="most samples per onnxruntime call when gathering concurrent requests "
+                         "(default: from the model's input size, at most 128); 1 turns batching off")
+    sp.add_argument("--max-wait-ms", type=float, metavar="MS",
+                    help="how long a batch may wait for requests still being read (default 2; "
+                         "a lone request never waits)")
+    sp.add_argument("--max-queue", type=int, metavar="N",
+                    help="requests that may wait for the model (default 256); more get 503")
     sp.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                     help="largest request body accepted (default 16 MiB); larger ones get 413")
+    sp.add_argument("--max-memory", type=int, metavar="MiB",
+                    help=f"memory the requests in flight may take together (default {DEFAULT_MAX_MEMORY_MIB}); "
+                         "a request that would pass it gets 503, one that alone would gets 413")
+    sp.add_argument("--threads", type=int, metavar="N",
+                    help="onnxruntime intra-op threads (default: OMP_NUM_THREADS, else every core)")
     sp.add_argument("--provider", help=PROVIDER_HELP)
+    sp.add_argument("--quiet", action="store_true", help="no access line per request on stderr")

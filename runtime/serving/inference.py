@@ -89,7 +89,8 @@ def check_inputs(inputs, specs: list[InputSpec]) -> list[np.ndarray]:
             if array.dtype.kind not in "biuf" or not np.can_cast(array.dtype, want, casting="same_kind"):
                 got = {"U": "string", "S": "bytes", "O": "object"}.get(array.dtype.kind, array.dtype.name)
                 raise UserError(f"input '{spec.name}' must be {want.name}; got {got} values")
-            array = array.astype(want)
+            with np.errstate(over="ignore"):       # a float too large for float32 becomes inf; callers check
+                array = array.astype(want)
         if array.ndim != len(spec.shape):
             raise UserError(f"input '{spec.name}' must have shape {spec.describe()} (rank {len(spec.shape)}); "
                             f"got {_shape_text(array.shape)} (rank {array.ndim})")
@@ -195,7 +196,9 @@ def _decode_metadata(props: dict[str, str], path: Path) -> dict:
 class InferenceSession:
     """An ONNX model loaded into onnxruntime, with its dslc metadata and checked `run`."""
 
-    def __init__(self, path, provider: str | None = None, threads: int | None = None):
+    def __init__(self, path, provider: str | None = None, threads: int | None = None, spin: bool = True):
+        """`threads`: intra-op threads (None: OMP_NUM_THREADS, else onnxruntime's choice). `spin`: let idle
+        intra-op threads spin for the next call (fastest alone; a server that shares the cores turns it off)."""
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"model file not found: {self.path}")
@@ -209,6 +212,8 @@ class InferenceSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = _threads() if threads is None else threads
         options.log_severity_level = 3
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=order)
         except ORT_ERRORS as err:
@@ -224,6 +229,7 @@ class InferenceSession:
         self.inputs = [InputSpec(i.name, np.dtype(self._dtype(i)), tuple(i.shape)) for i in self._session.get_inputs()]
         self.input_names = [s.name for s in self.inputs]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.output_shapes = [tuple(o.shape) for o in self._session.get_outputs()]
 
     def _dtype(self, node):
         if node.type not in ONNX_DTYPES:

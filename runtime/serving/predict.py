@@ -1,10 +1,12 @@
 """Predictions: raw inputs through the model's recorded preprocessing, to labelled results.
 
-A model is an exported .onnx file (onnxruntime, no torch) or a training run
-directory (the trained torch module, via `load_run`). Both offer the same face:
-`.inputs` (InputSpec list, batch axis first), `.output_names`, `.preprocessing`,
-`.labels`, `.provider_line` and `.run(arrays, batch)`. `dslc predict` and
-`dslc serve` share the steps here: `open_model`, `model_inputs`, `predictions`.
+A model here is anything with the face of `InferenceSession`: `.inputs`
+(InputSpec list, batch axis first), `.output_names`, `.preprocessing`,
+`.labels`, `.provider_line` and `.run(arrays, batch)`. An exported .onnx file
+opens as an InferenceSession (onnxruntime, never torch); a training run
+directory is opened by the command layer (dslc/commands/run_model.py), which
+may import torch. `dslc predict` and `dslc serve` share the steps here:
+`model_inputs`, `predictions`.
 """
 
 from __future__ import annotations
@@ -17,73 +19,23 @@ import numpy as np
 
 from dslc.errors import UserError
 
-from dslc.runtime.serving.inference import InferenceSession, InputSpec, check_inputs, run_in_batches
+from dslc.runtime.serving.inference import InferenceSession, InputSpec, check_inputs
 from dslc.runtime.serving.input_files import RawInputs, read_inputs
-
-SHAPE_DTYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "bool": "bool"}
+from dslc.runtime.serving.preprocess import prepare as _prepare
 
 
 # ---------------------------------------------------------------- models
 
 
-def open_model(path, provider: str | None = None, variant: str | None = None, which: str = "best"):
-    """An .onnx file as an InferenceSession, or a run directory as its trained torch module."""
+def open_model(path, provider: str | None = None) -> InferenceSession:
+    """An exported .onnx file as an InferenceSession (run directories are the command layer's business)."""
     path = Path(path)
-    if path.is_dir():
-        if provider not in (None, "cpu", "cuda"):
-            raise UserError(f"--provider {provider} applies to .onnx models; a run directory runs with torch")
-        return TorchRunModel(path, variant, which, device=provider)
-    if variant is not None:
-        raise UserError("--variant applies to run directories, not to .onnx files")
-    if path.exists() and path.suffix.lower() != ".onnx":
+    if path.exists() and not path.is_dir() and path.suffix.lower() != ".onnx":
         raise UserError(f"{path}: expected an .onnx model or a training run directory")
     return InferenceSession(path, provider)
 
 
-class TorchRunModel:
-    """A training run's trained module behind the same face as InferenceSession (torch imported here only)."""
-
-    def __init__(self, run_dir: Path, variant: str | None, which: str, device: str | None = None):
-        import torch
-        from dslc.runtime.export.onnx_export import output_names
-        from dslc.runtime.training.run_dir import load_run
-        run = load_run(run_dir, variant=variant, which=which)
-        self.preprocessing = dict(run.preprocessing or {})
-        model = run.checked.model
-        self.inputs = [InputSpec(name, np.dtype(SHAPE_DTYPES.get(shape.dtype, "float32")), ("batch", *shape.dims))
-                       for name, shape in model.inputs.items()]
-        self.input_names = [s.name for s in self.inputs]
-        self.output_names = output_names(model)          # as the exported file names them
-        self.labels = self.preprocessing.get("labels")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--provider cuda: torch sees no CUDA device")
-        self.module = run.module.to(self.device).eval()
-        self.provider_line = f"torch {torch.__version__}: running {run.path} ({which} checkpoint) on {self.device}"
-
-    def run(self, inputs, batch: int | None = None) -> list[np.ndarray]:
-        return run_in_batches(self._run_once, check_inputs(inputs, self.inputs), batch)
-
-    def _run_once(self, arrays):
-        import torch
-        with torch.no_grad():
-            if hasattr(self.module, "reset_state"):
-                self.module.reset_state()      # every batch starts fresh, as the exported graph does
-            out = self.module(*[torch.from_numpy(a).to(self.device) for a in arrays])
-        return [o.detach().float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy()
-                for o in (out if isinstance(out, tuple) else (out,))]
-
-
 # ---------------------------------------------------------------- inputs
-
-
-def _prepare(raw, preprocessing: dict, source: str) -> list[np.ndarray]:
-    """runtime.preprocessing.prepare_inputs, its refusals prefixed with where the inputs came from."""
-    from dslc.runtime.data.preprocessing import prepare_inputs
-    try:
-        return prepare_inputs(raw, preprocessing)
-    except UserError as err:
-        raise UserError(f"{source}: {err}") from None
 
 
 def _per_sample_size(spec: InputSpec) -> int | None:
@@ -247,16 +199,28 @@ def _value(x):
     return x.item() if x.ndim == 0 else x.tolist()
 
 
-def predictions(model, outputs: list[np.ndarray]) -> list[dict]:
-    """One dict per sample: label, class and probability for classifiers; named values otherwise."""
+def predictions(model, outputs: list[np.ndarray], float32: bool = False) -> list[dict]:
+    """One dict per sample: label, class, probability and {label: probability} for classifiers;
+    {output name: value} otherwise.
+
+    Values are Python numbers and lists; with `float32` they stay numpy float32 scalars and arrays
+    (for orjson, which writes them in their shortest form: 0.1859, not 0.18590061366558075)."""
     if is_classifier(model, outputs):
         scores = outputs[0].astype(np.float64)
         already = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
         probs = scores if already else softmax(scores)
         best = probs.argmax(axis=1)
         labels = model.labels
+        names = [str(label) for label in labels] if labels else [str(c) for c in range(probs.shape[1])]
+        if float32:
+            probs = probs.astype(np.float32)
+            return [{"label": labels[c] if labels else int(c), "class": int(c), "probability": p[c],
+                     "probabilities": dict(zip(names, p))} for c, p in zip(best.tolist(), probs)]
         return [{"label": labels[c] if labels else int(c), "class": int(c), "probability": float(p[c]),
-                 "probabilities": [float(v) for v in p]} for c, p in zip(best, probs)]
+                 "probabilities": dict(zip(names, p.tolist()))} for c, p in zip(best, probs)]
+    if float32:
+        outputs = [out.astype(np.float32) if out.dtype.kind == "f" else out for out in outputs]
+        return [{name: out[i] for name, out in zip(model.output_names, outputs)} for i in range(len(outputs[0]))]
     return [{name: _value(out[i]) for name, out in zip(model.output_names, outputs)}
             for i in range(len(outputs[0]))]
 
@@ -314,21 +278,21 @@ def write_predictions(path, model, outputs: list[np.ndarray], rows: list[dict]) 
 # ---------------------------------------------------------------- the command
 
 
-def cmd_predict(args) -> int:
+def predict_file(model, input_path, batch: int = 256, out=None) -> int:
+    """`dslc predict` once the model is open: read, check, run, then print a table or write `out`."""
     import sys
-    if args.batch < 1:
-        raise UserError(f"--batch: the batch size must be at least 1; got {args.batch}")
-    model = open_model(args.model, args.provider, args.variant, args.checkpoint)
-    if args.out:
-        check_out_path(args.out, model.output_names)
-    raw = read_inputs(args.input)
+    if batch < 1:
+        raise UserError(f"--batch: the batch size must be at least 1; got {batch}")
+    if out:
+        check_out_path(out, model.output_names)
+    raw = read_inputs(input_path)
     inputs = check_inputs(model_inputs(raw, model), model.inputs)   # every input error before any output
     print(model.provider_line, file=sys.stderr)
-    outputs = model.run(inputs, batch=args.batch)
+    outputs = model.run(inputs, batch=batch)
     rows = predictions(model, outputs)
-    if args.out:
-        write_predictions(args.out, model, outputs, rows)
-        print(f"wrote {len(rows)} prediction(s) to {args.out}")
+    if out:
+        write_predictions(out, model, outputs, rows)
+        print(f"wrote {len(rows)} prediction(s) to {out}")
     else:
         print(format_table(rows, raw.value if raw.kind == "text" else None))
     return 0

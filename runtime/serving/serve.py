@@ -1,233 +1,126 @@
-"""`dslc serve`: an exported model behind a small HTTP JSON endpoint (werkzeug).
+"""`dslc serve`: load an exported model and answer HTTP requests with uvicorn until Ctrl-C or SIGTERM.
 
-    GET  /health     {"status": "ok", "provider": ...}
-    GET  /metadata   spec name and hash, inputs (name, dtype, shape), outputs, labels, preprocessing
-    POST /predict    {"inputs": {"image": [...]}} or {"inputs": [[...], ...]} (one nested list per input),
-                     or raw values the recorded preprocessing reads: {"text": ["..."]},
-                     {"columns": {"t_u": [35.7]}}, {"image": [[0-255 pixels]]}
-                     -> {"outputs": {name: nested list}, "predictions": [...]}
-
-A single sample (one axis fewer than the model declares) is taken as a batch of
-one. Bad JSON, shapes or dtypes get a 400 with {"error": message}; bodies above
-the bound get a 413; the server keeps serving. It binds 127.0.0.1 unless told
-otherwise; werkzeug's threaded server suits local and small-scale use.
+The application is app.py (FastAPI); this module opens the model with the
+serving settings (all of the host's cores for onnxruntime, no spinning
+threads), binds the socket itself so that a busy port is one clear error,
+prints one line when it is ready (`serving NAME on http://HOST:PORT (...)`)
+and one when it stops. It binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
 
-import numpy as np
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler, get_sockaddr, make_server, select_address_family
-from werkzeug.wrappers import Request, Response
-
 from dslc.errors import UserError
 
-from dslc.runtime.serving.input_files import RawInputs
-from dslc.runtime.serving.predict import add_batch_axis, model_inputs, open_model, predictions
-
-BODY_KEYS = ("inputs", "text", "columns", "image")
+from dslc.runtime.serving.limits import Limits
+from dslc.runtime.serving.model_io import ModelIO
 
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024     # bytes: a larger request body gets 413
-
-
-class BadRequest(Exception):
-    """The request cannot be answered; the message goes back to the client with a 400."""
-
-
-def _json(payload, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json")
-
-
-def _array(value, what: str) -> np.ndarray:
+def default_threads() -> int:
+    """onnxruntime's intra-op threads: OMP_NUM_THREADS when set, else every core this process may use."""
     try:
-        array = np.array(value)
+        given = int(os.environ.get("OMP_NUM_THREADS", "0"))
     except ValueError:
-        raise BadRequest(f"{what} is ragged: nested lists of different lengths") from None
-    if array.dtype == object:
-        raise BadRequest(f"{what} must hold numbers only")
-    return array
-
-
-def request_inputs(body, model) -> list[np.ndarray]:
-    """The model's inputs from a decoded /predict body (BadRequest or UserError when it does not fit)."""
-    if not isinstance(body, dict):
-        raise BadRequest('the body must be a JSON object such as {"inputs": {...}}')
-    given = [k for k in BODY_KEYS if k in body]
-    if len(given) != 1:
-        raise BadRequest("give exactly one of: inputs, text, columns, image")
-    key, value = given[0], body[given[0]]
-    names = [s.name for s in model.inputs]
-    if key == "inputs":
-        if isinstance(value, dict):
-            unknown = [k for k in value if k not in names]
-            missing = [n for n in names if n not in value]
-            if unknown or missing:
-                raise BadRequest(f"inputs are named {', '.join(names)}"
-                                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-                                 + (f"; missing: {', '.join(missing)}" if missing else ""))
-            arrays = [_array(value[n], f"input '{n}'") for n in names]
-        elif isinstance(value, list):
-            arrays = _input_list(value, model)
-        else:
-            raise BadRequest('"inputs" must be an object {name: nested list} or a list of nested lists')
-        return add_batch_axis(arrays, model.inputs)
-    if key == "text":
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise BadRequest('"text" must be a string or a non-empty list of strings')
-        return model_inputs(RawInputs("text", texts, "text"), model)
-    if key == "columns":
-        if not isinstance(value, dict) or not value:
-            raise BadRequest('"columns" must be an object {column: list of numbers}')
-        columns = {}
-        for name, values in value.items():
-            column = _array(values, f"column '{name}'")
-            if column.dtype.kind not in "biuf":
-                raise BadRequest(f"column '{name}' must hold numbers only")
-            columns[name] = column.astype(np.float64).reshape(-1)
-        if len({len(c) for c in columns.values()}) != 1:
-            raise BadRequest("all columns need the same number of values")
-        return model_inputs(RawInputs("columns", columns, "columns"), model)
-    pixels = _array(value, '"image"')
-    if pixels.dtype.kind not in "iuf" or pixels.size == 0 or not np.all((pixels >= 0) & (pixels <= 255)):
-        raise BadRequest('"image" must hold grey pixel values 0-255, [height, width] or [N, height, width]')
-    return model_inputs(RawInputs("image", pixels.astype(np.uint8), "image"), model)
-
-
-def _input_list(value: list, model) -> list[np.ndarray]:
-    """A list of the model's inputs in order; a one-input model may also get its array directly."""
-    if len(model.inputs) == 1:
-        rank = len(model.inputs[0].shape)
-        array = _array(value, f"input '{model.inputs[0].name}'")
-        if array.ndim in (rank, rank - 1):
-            return [array]
-        if len(value) == 1:
-            return [_array(value[0], f"input '{model.inputs[0].name}'")]
-        return [array]        # the shape check names what is wrong
-    if len(value) != len(model.inputs):
-        names = ", ".join(s.name for s in model.inputs)
-        raise BadRequest(f"the model takes {len(model.inputs)} inputs ({names}); got a list of {len(value)}")
-    return [_array(v, f"input '{s.name}'") for v, s in zip(value, model.inputs)]
-
-
-def model_metadata(model) -> dict:
-    """What /metadata answers: the model's dslc metadata, its inputs and outputs, the provider."""
-    prep = dict(model.preprocessing or {})
-    tokenizer = prep.get("tokenizer")
-    if isinstance(tokenizer, dict) and "vocab" in tokenizer:   # the vocabulary can be long; its size tells enough
-        prep["tokenizer"] = {**{k: v for k, v in tokenizer.items() if k != "vocab"}, "vocab_size": len(tokenizer["vocab"])}
-    meta = {k: v for k, v in model.metadata.items() if k not in ("preprocessing", "inputs", "outputs")}
-    return {**meta,
-            "labels": model.labels,
-            "inputs": [{"name": s.name, "dtype": np.dtype(s.dtype).name, "shape": list(s.shape)} for s in model.inputs],
-            "outputs": list(model.output_names),
-            "preprocessing": prep,
-            "provider": model.providers[0]}
-
-
-class PredictApp:
-    """The WSGI application: routes three endpoints and turns every failure into a JSON answer."""
-
-    def __init__(self, model, max_body: int = DEFAULT_MAX_BODY):
-        self.model = model
-        self.max_body = max_body
-        self.routes = {("GET", "/health"): self.health, ("GET", "/metadata"): self.metadata,
-                       ("POST", "/predict"): self.predict}
-
-    def __call__(self, environ, start_response):
-        request = Request(environ)
-        request.max_content_length = self.max_body
-        try:
-            response = self.dispatch(request)
-        except HTTPException as err:       # 413 (too big) and werkzeug's own refusals
-            message = (f"the request body is larger than {self.max_body} bytes (the server's --max-body)"
-                       if err.code == 413 else err.description)
-            response = _json({"error": message}, err.code or 500)
-        except (BadRequest, UserError) as err:
-            response = _json({"error": str(err)}, 400)
-        except Exception as err:  # noqa: BLE001  (a bug: answer 500, keep serving, leave a trace in the log)
-            print(f"internal error on {request.path}: {type(err).__name__}: {err}", file=sys.stderr)
-            response = _json({"error": f"internal error: {type(err).__name__}"}, 500)
-        return response(environ, start_response)
-
-    def dispatch(self, request: Request) -> Response:
-        handler = self.routes.get((request.method, request.path))
-        if handler is None:
-            allowed = [m for m, p in self.routes if p == request.path]
-            if allowed:
-                return _json({"error": f"{request.path} takes {', '.join(allowed)}"}, 405)
-            return _json({"error": f"no such endpoint {request.path}; try GET /health, GET /metadata, POST /predict"}, 404)
-        return handler(request)
-
-    def health(self, request) -> Response:
-        return _json({"status": "ok", "provider": self.model.providers[0]})
-
-    def metadata(self, request) -> Response:
-        return _json(model_metadata(self.model))
-
-    def predict(self, request) -> Response:
-        data = request.get_data(cache=False)     # raises 413 beyond max_body
-        try:
-            body = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BadRequest(f"the body is not valid JSON: {err}") from None
-        outputs = self.model.run(request_inputs(body, self.model))
-        return _json({"outputs": {name: out.tolist() for name, out in zip(self.model.output_names, outputs)},
-                      "predictions": predictions(self.model, outputs)})
-
-
-class _PlainLog(WSGIRequestHandler):
-    """One uncoloured access line per request on stderr: address, time, request line, status."""
-
-    def log_request(self, code="-", size="-") -> None:
-        line = self.requestline.translate(self._control_char_table)
-        self.log("info", '"%s" %s', line, getattr(code, "value", code))
-
-
-def _stop(signum, frame):
-    raise KeyboardInterrupt
+        given = 0
+    if given > 0:
+        return given
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, bound here so that a busy port is a UserError rather than werkzeug's own exit."""
-    family = select_address_family(host, port)
+    """A listening socket, bound here so that a busy port is a UserError rather than uvicorn's own exit."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UserError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(get_sockaddr(host, port, family))
-        sock.listen(128)
+        sock.bind(address)
+        sock.listen(1024)
     except (OSError, OverflowError) as err:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port}: {getattr(err, 'strerror', None) or err}") from None
     return sock
 
 
-def serve(model_path, host: str = "127.0.0.1", port: int = 8000, max_body: int = DEFAULT_MAX_BODY,
-          provider: str | None = None) -> None:
+def _check(name: str, value, least) -> None:
+    if value is not None and value < least:
+        raise UserError(f"--{name} must be at least {least}; got {value}")
+
+
+def serve(model_path, host: str = "127.0.0.1", port: int = 8000, max_body: int | None = None,
+          provider: str | None = None, max_batch: int | None = None, max_wait_ms: float | None = None,
+          max_queue: int | None = None, max_memory_mib: int | None = None, threads: int | None = None,
+          access_log: bool = True) -> None:
     """Load the model and answer requests until interrupted (Ctrl-C or SIGTERM)."""
-    if max_body < 1:
-        raise UserError(f"--max-body must be at least 1 byte; got {max_body}")
+    for name, value, least in (("max-body", max_body, 1), ("max-batch", max_batch, 1), ("max-wait-ms", max_wait_ms, 0),
+                               ("max-queue", max_queue, 1), ("max-memory", max_memory_mib, 1), ("threads", threads, 1)):
+        _check(name, value, least)
     if Path(model_path).is_dir():
         raise UserError(f"{model_path} is a directory; serve an exported model (dslc export RUN --out model.onnx)")
-    model = open_model(model_path, provider)
-    with _listen(host, port) as sock:       # werkzeug serves on its own duplicate of this socket
-        server = make_server(host, port, PredictApp(model, max_body), threaded=True, request_handler=_PlainLog,
-                             fd=sock.fileno())
+    if Path(model_path).exists() and Path(model_path).suffix.lower() != ".onnx":
+        raise UserError(f"{model_path}: expected an .onnx model")
+    from dslc.runtime.serving.inference import InferenceSession
+    model = InferenceSession(model_path, provider, threads=threads or default_threads(), spin=False)
+    fixed = model.inputs[0].shape[0] if model.inputs and isinstance(model.inputs[0].shape[0], int) else None
+    if fixed and max_batch not in (None, 1):
+        raise UserError(f"{model_path} was exported for batches of exactly {fixed}; it cannot batch requests "
+                        f"(leave out --max-batch)")
+    limits = Limits.for_model(ModelIO(model), fixed_batch=fixed, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                              max_queue=max_queue, max_body=max_body,
+                              max_memory=None if max_memory_mib is None else max_memory_mib * 1024 * 1024)
+    with _listen(host, port) as sock:
+        _run(model, limits, sock, host, access_log)
+    print("server stopped", flush=True)
+
+
+def _run(model, limits: Limits, sock: socket.socket, host: str, access_log: bool) -> None:
+    import uvicorn
+    from dslc.runtime.serving.app import create_app
+    sys.setswitchinterval(0.001)    # the batcher's thread gets the GIL back soon after onnxruntime returns
+    app = create_app(model, limits)
+    config = uvicorn.Config(app, log_config=None, access_log=access_log, timeout_graceful_shutdown=10,
+                            log_level="info" if access_log else "warning", server_header=False)
+    server = uvicorn.Server(config)
+    _plain_logs(access_log)
+    port = sock.getsockname()[1]
     name = model.metadata["spec_name"] or model.path.name
     shown = f"[{host}]" if ":" in host else host
-    print(f"serving {name} on http://{shown}:{server.port} ({model.provider_line})", flush=True)
-    signal.signal(signal.SIGTERM, _stop)
+    batching = f"batches up to {limits.max_batch}" if limits.max_batch > 1 else "no batching"
+    print(f"serving {name} on http://{shown}:{port} ({model.provider_line}; {batching}; docs at /docs)", flush=True)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+    # make that a KeyboardInterrupt for both, which ends the server normally (exit 0).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.serve_forever()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
-    print("server stopped", flush=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _plain_logs(access_log: bool) -> None:
+    """uvicorn's access lines and errors on stderr, plain: `INFO: 127.0.0.1:5000 - "POST /predict HTTP/1.1" 200`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
