@@ -1,30 +1,38 @@
-"""The typed syntax tree of a spec: pydantic models, each node carrying its source span.
+"""The syntax tree of a spec: frozen dataclasses, each node carrying its source span.
 
 Both faces of the language (the .dlspec text and its YAML form) produce these
 nodes. Spans are left out of equality and of dumps, so two specs that say the
-same thing compare equal wherever they were written.
+same thing compare equal wherever they were written. (Plain dataclasses: the
+tree is built by our own parser, so it needs no validation, and `dslc check`
+starts faster without building validators.)
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+_SKIP = {"exclude": True}          # field metadata: left out of dumps and of equality
 
 
-class Span(BaseModel):
+def _hidden(default):
+    return field(default=default, compare=False, repr=False, metadata=_SKIP)
+
+
+@dataclass(frozen=True)
+class Span:
     """1-based line and column of a node's first character, and of its end (exclusive).
 
     `origin` is the Source (dsl.diagnostics) of text other than the spec file itself,
     such as a `--set` override; diagnostics at such a span point into that text.
     """
 
-    model_config = ConfigDict(frozen=True)
     line: int = 0
     column: int = 0
     end_line: int = 0
     end_column: int = 0
-    origin: Any = Field(default=None, exclude=True, repr=False)
+    origin: Any = field(default=None, compare=False, repr=False)
 
     @property
     def known(self) -> bool:
@@ -34,183 +42,200 @@ class Span(BaseModel):
 NO_SPAN = Span()
 
 
-class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    span: Span = Field(default=NO_SPAN, exclude=True, repr=False)
+def dump(value):
+    """A node as plain data (its type name and fields, spans left out): what equality compares."""
+    if isinstance(value, Node):
+        out = {"node": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if not f.metadata.get("exclude"):
+                out[f.name] = dump(getattr(value, f.name))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [dump(v) for v in value]
+    return value
+
+
+def fields_of(node) -> list[str]:
+    """The names of a node's fields that hold its content (not its spans)."""
+    return [f.name for f in dataclasses.fields(node) if not f.metadata.get("exclude")]
+
+
+def replace(node, **changes):
+    """A copy of a node with some fields replaced."""
+    return dataclasses.replace(node, **changes)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Node:
+    span: Span = _hidden(NO_SPAN)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.model_dump() == other.model_dump()
+        return type(self) is type(other) and dump(self) == dump(other)
 
     def __hash__(self) -> int:
-        return hash(repr(self.model_dump()))
+        return hash(repr(dump(self)))
 
 
 # ---------------------------------------------------------------- expressions
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Number(Node):
-    kind: Literal["number"] = "number"
     value: Union[int, float]
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class String(Node):
-    kind: Literal["string"] = "string"
     value: str
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Bool(Node):
-    kind: Literal["bool"] = "bool"
     value: bool
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Var(Node):
-    kind: Literal["var"] = "var"
     name: str
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Attr(Node):
     """`value.name`, e.g. `data.classes`."""
 
-    kind: Literal["attr"] = "attr"
     value: "Expr"
     name: str
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Argument(Node):
     """A positional (name is None) or keyword argument of a call or a layer."""
 
-    kind: Literal["argument"] = "argument"
     name: str | None = None
     value: "Expr"
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Call(Node):
-    kind: Literal["call"] = "call"
     func: "Expr"
-    args: list[Argument] = []
+    args: list[Argument] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Index(Node):
-    kind: Literal["index"] = "index"
     value: "Expr"
     index: "Expr"
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class BinOp(Node):
-    kind: Literal["binop"] = "binop"
     op: Literal["+", "-", "*", "/", "**"]
     left: "Expr"
     right: "Expr"
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Neg(Node):
-    kind: Literal["neg"] = "neg"
     operand: "Expr"
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ListExpr(Node):
-    kind: Literal["list"] = "list"
-    items: list["Expr"] = []
+    items: list["Expr"] = field(default_factory=list)
 
 
-Expr = Annotated[
-    Union[Number, String, Bool, Var, Attr, Call, Index, BinOp, Neg, ListExpr],
-    Field(discriminator="kind"),
-]
+Expr = Union[Number, String, Bool, Var, Attr, Call, Index, BinOp, Neg, ListExpr]
 
 
 # ---------------------------------------------------------------- models
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class TensorType(Node):
     """`f32[1, 28, 28]`, `i64[T]`, `f32[]`: element type and per-sample dims (no batch)."""
 
-    kind: Literal["tensor_type"] = "tensor_type"
     dtype: str
-    dims: list[Union[int, str]] = []
+    dims: list[Union[int, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Input(Node):
-    kind: Literal["input"] = "input"
     name: str
     type: TensorType
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class LayerStage(Node):
     """A layer or a block applied to the running value: `conv2d(16, kernel=5)`, `relu`."""
 
-    kind: Literal["layer"] = "layer"
     name: str
-    args: list[Argument] = []
-    name_span: Span = Field(default=NO_SPAN, exclude=True, repr=False)
+    args: list[Argument] = field(default_factory=list)
+    name_span: Span = _hidden(NO_SPAN)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class EachStage(Node):
     """`each STAGE`: the stage applied at every time step of a sequence."""
 
-    kind: Literal["each"] = "each"
     stage: "Stage"
 
 
-Stage = Annotated[Union[LayerStage, EachStage], Field(discriminator="kind")]
+Stage = Union[LayerStage, EachStage]
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Param(Node):
     """`param w = 1.0`: a trainable tensor, initialised from an expression."""
 
-    kind: Literal["param"] = "param"
     name: str
     type: TensorType | None = None
     value: Expr
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class BlockDef(Node):
     """`block encoder { ... }`: a named chain of stages, called like a function."""
 
-    kind: Literal["block"] = "block"
     name: str
-    stages: list[Stage] = []
+    stages: list[Stage] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Binding(Node):
     """`code = encoder(x)`: names the value of an expression inside a model."""
 
-    kind: Literal["binding"] = "binding"
     name: str
     value: Expr
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Return(Node):
-    kind: Literal["return"] = "return"
     values: list[Expr]
 
 
-ModelStatement = Annotated[
-    Union[Param, BlockDef, Binding, Return, LayerStage, EachStage],
-    Field(discriminator="kind"),
-]
+ModelStatement = Union[Param, BlockDef, Binding, Return, LayerStage, EachStage]
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Model(Node):
-    kind: Literal["model"] = "model"
     name: str
-    inputs: list[Input] = []
-    body: list[ModelStatement] = []
+    inputs: list[Input] = field(default_factory=list)
+    body: list[ModelStatement] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- top level
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Let(Node):
-    kind: Literal["let"] = "let"
     name: str
     value: Expr
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Setting(Node):
     """`target = value` inside a data/train/export/init block or a variant."""
 
-    kind: Literal["setting"] = "setting"
     target: list[str]
     value: Expr
 
@@ -219,39 +244,39 @@ class Setting(Node):
         return ".".join(self.target)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Block(Node):
-    kind: Literal["block_settings"] = "block_settings"
     block: Literal["data", "train", "export", "init"]
-    settings: list[Setting] = []
+    settings: list[Setting] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Variant(Node):
-    kind: Literal["variant"] = "variant"
     name: str
-    settings: list[Setting] = []
+    settings: list[Setting] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Variants(Node):
-    kind: Literal["variants"] = "variants"
-    variants: list[Variant] = []
+    variants: list[Variant] = field(default_factory=list)
 
 
-Item = Annotated[Union[Let, Block, Model, Variants], Field(discriminator="kind")]
+Item = Union[Let, Block, Model, Variants]
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Spec(Node):
-    kind: Literal["spec"] = "spec"
-    items: list[Item] = []
+    items: list[Item] = field(default_factory=list)
 
     def canonical(self) -> dict:
         """What the spec says, independent of item order and of how blocks were split."""
         blocks: dict[str, list] = {}
         for item in self.items:
             if isinstance(item, Block):
-                blocks.setdefault(item.block, []).extend(s.model_dump() for s in item.settings)
-        return {"lets": [i.model_dump() for i in self.lets], "blocks": blocks,
-                "models": [m.model_dump() for m in self.models],
-                "variants": [v.model_dump() for v in self.variants]}
+                blocks.setdefault(item.block, []).extend(dump(s) for s in item.settings)
+        return {"lets": [dump(i) for i in self.lets], "blocks": blocks,
+                "models": [dump(m) for m in self.models],
+                "variants": [dump(v) for v in self.variants]}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Spec) and self.canonical() == other.canonical()
@@ -281,7 +306,7 @@ class Spec(Node):
 def names_in(expr, functions: bool = False) -> list[str]:
     """The variable names an expression reads, once each in order of appearance; with `functions`,
     the names of called functions too."""
-    out: list[str] = []
+    out: list[str] = field(default_factory=list)
 
     def walk(e) -> None:
         if isinstance(e, Var):
@@ -305,8 +330,3 @@ def names_in(expr, functions: bool = False) -> list[str]:
 
     walk(expr)
     return out
-
-
-for _cls in (Attr, Argument, Call, Index, BinOp, Neg, ListExpr, EachStage, Param, Binding,
-             Return, Model, Let, Setting, Block, Variants, Spec, BlockDef):
-    _cls.model_rebuild()

@@ -7,6 +7,8 @@ stages and tensor types for the YAML face.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -322,15 +324,16 @@ def parse(text: str, path: str = "<spec>", start: str = "start"):
 def relocate(node, origin: Source):
     """A copy of a parsed node whose spans point into `origin` (text other than the spec, e.g. --set)."""
     updates = {}
-    for name in type(node).model_fields:
+    for f in dataclasses.fields(node):
+        name = f.name
         value = getattr(node, name)
         if isinstance(value, ast.Span):
-            updates[name] = value.model_copy(update={"origin": origin}) if value.known else value
+            updates[name] = dataclasses.replace(value, origin=origin) if value.known else value
         elif isinstance(value, ast.Node):
             updates[name] = relocate(value, origin)
         elif isinstance(value, list):
             updates[name] = [relocate(v, origin) if isinstance(v, ast.Node) else v for v in value]
-    return node.model_copy(update=updates)
+    return dataclasses.replace(node, **updates)
 
 
 def read_spec(path: str | Path) -> tuple[ast.Spec, Source]:

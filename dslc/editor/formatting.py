@@ -57,7 +57,7 @@ def _pairs(a, b, out: list) -> None:
     if isinstance(a, ast.Node):
         if isinstance(a, _ANCHORS) and a.span.known and b.span.known:
             out.append((a.span, b.span))
-        for name in type(a).model_fields:
+        for name in ast.fields_of(a):
             _pairs(getattr(a, name), getattr(b, name), out)
     elif isinstance(a, list):
         for x, y in zip(a, b):

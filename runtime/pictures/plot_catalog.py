@@ -66,8 +66,7 @@ def register(kind: PlotKind) -> None:
 def spec_facts(checked: CheckedSpec, variants=None) -> SpecFacts:
     """The facts plot selection needs, from the checked spec alone (variants: names, else the spec's own)."""
     if variants is None:
-        variants = [v.name for item in checked.spec.items if getattr(item, "kind", None) == "variants"
-                    for v in item.variants]
+        variants = [v.name for v in checked.spec.variants]
     model = checked.model
     data = checked.data
     facts = dict(data.source.facts) if data is not None else {}

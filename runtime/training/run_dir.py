@@ -243,15 +243,13 @@ class _Substitute:
         if not isinstance(e, ast.Node):
             return e
         update = {}
-        for name in type(e).model_fields:
-            if name == "span":
-                continue
+        for name in ast.fields_of(e):
             value = getattr(e, name)
             if isinstance(value, ast.Node):
                 update[name] = self.expr(value, local)
             elif isinstance(value, list) and value and isinstance(value[0], ast.Node):
                 update[name] = [self.expr(x, local) for x in value]
-        return e.model_copy(update=update) if update else e
+        return ast.replace(e, **update) if update else e
 
     def model(self, m: ast.Model) -> ast.Model:
         local = {i.name for i in m.inputs} | {s.name for s in m.body if isinstance(s, (ast.Param, ast.Binding, ast.BlockDef))}
