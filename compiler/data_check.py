@@ -68,7 +68,8 @@ class DataChecks:
             if isinstance(validation, float) and isinstance(test, float) and validation + test >= 1:
                 self.report.error("validation and test fractions leave nothing to train on", s["test"].span)
             seed = self.typed(s.get("seed"), "int", 0)
-            data = DataIR(source, inputs, targets, input_names, target_names, batch, shuffle, validation, test, seed)
+            data = DataIR(source, inputs, targets, input_names, target_names, batch, shuffle, validation, test, seed,
+                          inputs_span=s["inputs"].span if "inputs" in s else ast.NO_SPAN)
             for role, setting in (("validation", s.get("validation")), ("test", s.get("test"))):
                 split = getattr(data, role)
                 if isinstance(split, SourceIR):
@@ -294,7 +295,8 @@ class DataChecks:
             hint = (f"to feed the columns as one feature vector, stack them: inputs = [stack({', '.join(data.input_names)})]"
                     if several else "make the data block's `inputs` list match the model's inputs")
             self.report.error(f"model {model.name} takes {len(model.inputs)} input(s) but the data gives "
-                              f"{len(inputs)} ({', '.join(data.input_names)})", model.span, hint)
+                              f"{len(inputs)} ({', '.join(data.input_names)})",
+                              data.inputs_span if data.inputs_span.known else model.span, hint)
             return
         for (name, want), node in zip(model.inputs.items(), inputs):
             got = node.shape

@@ -258,7 +258,8 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
         if isinstance(n, Reduce):
             return f"{n.name}({text(n.arg)})"
         if isinstance(n, Chain):
-            return f"{' '.join(n.layers)}({text(n.input)})"
+            s = " -> ".join([text(n.input, 9)] + list(n.layers))
+            return f"({s})" if outer else s
         if isinstance(n, BlockCall):
             return f"{n.block}({text(n.input)})"
         if isinstance(n, (LossCall, MetricCall)):
@@ -409,6 +410,7 @@ class DataIR:
     test: float | SourceIR | None
     split_seed: int
     root_override: str | None = None
+    inputs_span: ast.Span = ast.NO_SPAN     # where the spec sets `inputs` (the model's span when it does not)
 
     @property
     def columns_read(self) -> list[str]:
@@ -503,7 +505,7 @@ class CheckedSpec:
             cols = d.source.args.get("columns") if isinstance(d.source.args.get("columns"), dict) else {}
             expr_cols = [(f"column {k}", v) for k, v in cols.items() if isinstance(v, Node)]
             out += ["  " + line for line in program_text(
-                expr_cols + [(f"input {n}", e) for n, e in zip(d.input_names, d.inputs)]
+                expr_cols + [(f"input {n}", e) for n, e in zip(self.model.inputs, d.inputs)]
                 + [(f"target {n}", e) for n, e in zip(d.target_names, d.targets)])]
         if self.train is not None and self.train.loss.node is not None:
             out.append("train")

@@ -77,8 +77,11 @@ def cmd_check(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from dslc.compiler.show import model_table
     checked = load(args.spec, args.set or [], args.variant)
+    if args.ir:
+        print("\n".join(checked.ir_lines()))
+        return 0
+    from dslc.compiler.show import model_table
     print(model_table(checked, args.model))
     if args.graph:
         from dslc.compiler.show import write_graph
@@ -144,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="which model (default: the trained one)")
     sp.add_argument("--variant", help="show this variant")
     sp.add_argument("--graph", metavar="FILE", help="also draw the model to FILE (.svg or .png)")
+    sp.add_argument("--ir", action="store_true",
+                    help="print every expression of the spec as typed IR (per-sample types; B marks the batch axis)")
     overrides(sp)
 
     sp = add("fmt", cmd_fmt, "print the spec in canonical form")
