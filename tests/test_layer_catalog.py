@@ -111,3 +111,22 @@ def test_each_applies_the_layer_at_every_step(name):
     inner = module._modules[layer.name]
     step = getattr(inner, "inner", inner)
     torch.testing.assert_close(out[:, 1], step(x[:, 1]))
+
+
+def test_adding_a_layer_is_one_entry_and_one_row(monkeypatch):
+    """docs/architecture.md's example: a new layer is one register(...) and one row, and it checks, builds,
+    ejects and runs under `each` with nothing else edited."""
+    from dslc.compiler import layers
+    monkeypatch.setattr(layers, "LAYERS", dict(layers.LAYERS))
+    monkeypatch.setitem(ROWS, "swish", ("f32[5]", "swish"))
+    import dslc.compiler.build as build
+    import dslc.compiler.emit_python as emit_python
+    import dslc.compiler.ir as ir_module
+    import dslc.compiler.model_check as model_check
+    for module in (ir_module, model_check, build, emit_python):      # modules that imported the catalog
+        monkeypatch.setattr(module, "LAYERS", layers.LAYERS)
+    layers.register(layers.Layer("swish", "x * sigmoid(x).", layers._any_float("swish"), "nn.SiLU", last_axis=True))
+    test_shape_rule_and_parameters_match_torch("swish")
+    _, layer = _layer("f32[5]", "swish")
+    assert layer_constructor(layer) == "nn.SiLU()"
+    test_each_applies_the_layer_at_every_step("swish")
