@@ -58,19 +58,30 @@ def _init_args(init, call) -> dict:
 def build_model(ir: ModelIR, init: list[InitIR] = ()) -> SpecModule:
     """The model's nn.Module with freshly initialised weights (seed torch first for repeatability)."""
     params = {p.name: _param(p) for p in ir.params}
-    blocks = {b.name: Block({l.name: build_layer(l) for l in b.layers}) for b in ir.blocks.values()}
+    blocks = {b.name: build_block(ir, b.name) for b in ir.top_blocks}
     layers = {l.name: build_layer(l) for l in ir.layers}
     module = SpecModule(ir, layers, blocks, params)
     apply_init(module, ir, init)
     return module
 
 
+def build_block(ir: ModelIR, path: str) -> Block:
+    """A block's module: its layers and nested blocks in order (a residual block adds its input)."""
+    block = ir.blocks[path]
+    children = {}
+    for step in block.steps:
+        if isinstance(step, str):
+            children[step.rsplit(".", 1)[-1]] = build_block(ir, step)
+        else:
+            children[step.name] = build_layer(step)
+    return Block(children, residual=block.residual)
+
+
 def apply_init(module: nn.Module, ir: ModelIR, rules: list[InitIR]) -> None:
     """Fill weights or biases of matching layers, by layer kind (`linear`) or by name (`encoder.linear_1`)."""
     if not rules:
         return
-    kinds = {l.name: l.layer for l in ir.layers}
-    kinds.update({f"{b.name}.{l.name}": l.layer for b in ir.blocks.values() for l in b.layers})
+    kinds = {path: l.layer for path, l in ir.all_layers}
     for rule in rules:
         init = INITIALIZERS[rule.dist.name]
         for path, kind in kinds.items():

@@ -232,8 +232,9 @@ def _carried(layers) -> list[LayerIR]:
 
 
 def _plain_sequential(block: BlockIR) -> bool:
-    """A block can be an nn.Sequential when each of its layers is one module taking and giving a tensor."""
-    return all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent for l in block.layers)
+    """A block can be an nn.Sequential when each of its steps is one module taking and giving a tensor."""
+    return not block.residual and all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent
+                                      for l in block.layers)
 
 
 @dataclass
@@ -299,7 +300,7 @@ class ModelSource:
         self.m = model
         self.cls = cls
         self.src = src
-        self.block_classes = {b.name: f"{cls}{camel(b.name)}" for b in model.blocks.values()
+        self.block_classes = {b.name: f"{cls}{camel(b.name.replace('.', '_'))}" for b in model.blocks.values()
                               if not _plain_sequential(b)}
 
     def write(self) -> None:
@@ -343,18 +344,39 @@ class ModelSource:
         for b in blocks:
             self.src.add(f"{attr('self', b)}.reset_state()", depth=depth + 1)
 
+    def needs_reset(self, block: BlockIR) -> bool:
+        return bool(_carried(block.layers)) or any(self.needs_reset(self.m.blocks[c]) for c in block.children)
+
     def block_class(self, block: BlockIR) -> None:
-        stages = " ".join(str(l) for l in block.layers)
+        kind = "residual" if block.residual else f"block {block.definition or block.name}"
         self.src.add("", "", f"class {self.block_classes[block.name]}(nn.Module):")
-        self.src.add(f'"""block {block.name} {{ {stages} }} of model {self.m.name}."""', depth=1)
+        self.src.add(f'"""{kind} `{block.name}` of model {self.m.name}: {shape_text(block.input)} -> '
+                     f'{shape_text(block.output)}."""', depth=1)
         self.src.add("", "def __init__(self):", depth=1)
         self.src.add("super().__init__()", depth=2)
-        self.layer_attributes(block.layers, depth=2)
-        scope = Scope({l.name: l for l in block.layers}, inputs={"x": block.input})
-        x = Ref(name="x", role="input", shape=block.input, batched=True)
-        chain = Chain(layers=tuple(l.name for l in block.layers), input=x, shape=block.output, batched=True)
-        self.forward(scope, ["x"], [], [chain], depth=1, doc=f"{shape_text(block.input)} -> {shape_text(block.output)}")
-        self.reset_state(block.layers, [], depth=1)
+        for step in block.steps:
+            if isinstance(step, str):
+                self.block_attribute(self.m.blocks[step], depth=2)
+            elif not LAYERS[step.layer].inline:
+                self.src.add(f"self.{step.name} = {self.constructor(step)}", depth=2)
+        for l in _carried(block.layers):
+            self.src.add(f"self.{l.name}_state = None  # carried between training batches", depth=2)
+        writer = ForwardWriter(Scope({l.name: l for l in block.layers}, inputs={"x": block.input}), {"x"})
+        var, source = ("h" if block.residual else "x"), "x"
+        for step in block.steps:
+            if isinstance(step, str):
+                child = step.rsplit(".", 1)[-1]
+                writer.lines.append(f"{var} = {attr('self', child)}({source})  # {shape_text(self.m.blocks[step].output)}")
+            else:
+                writer.layer_lines(step, source, var)
+            source = var
+        writer.lines.append(f"return {source} + x  # {shape_text(block.output)}" if block.residual else
+                            f"return {source}")
+        self.src.add("", "def forward(self, x):", depth=1)
+        self.src.add(f'"""{shape_text(block.input)} -> {shape_text(block.output)}"""', depth=2)
+        self.src.add(*writer.lines, depth=2)
+        nested = [c.rsplit(".", 1)[-1] for c in block.children if self.needs_reset(self.m.blocks[c])]
+        self.reset_state(block.layers, nested, depth=1)
 
     def model_class(self) -> None:
         m = self.m
@@ -367,14 +389,14 @@ class ModelSource:
         # The order dslc builds in: params, blocks (in order of first use), then top-level layers.
         for p in m.params:
             self.param_lines(p)
-        for b in m.blocks.values():
-            self.block_attribute(b)
+        for b in m.top_blocks:
+            self.block_attribute(b, depth=2)
         self.layer_attributes(m.layers, depth=2)
         self.init_rules()
         scope = Scope({l.name: l for l in m.layers}, m.blocks, {p.name: p.shape for p in m.params}, dict(m.inputs))
         doc = ", ".join(f"{n}: {shape_text(s)} {_dtype(s)}" for n, s in m.inputs.items())
         self.forward(scope, [local(n) for n in m.inputs], m.steps, m.outputs, depth=1, doc=doc)
-        carried_blocks = [b.name for b in m.blocks.values() if _carried(b.layers)]
+        carried_blocks = [b.name for b in m.top_blocks if self.needs_reset(b)]
         self.reset_state(m.layers, carried_blocks, depth=1)
 
     def param_lines(self, p) -> None:
@@ -393,17 +415,39 @@ class ModelSource:
         self.src.add(set_attr("self", p.name, f"nn.Parameter(torch.empty({shape}))"), depth=2)
         self.src.add(init_call(p.init.name, args, attr("self", p.name)), depth=2)
 
-    def block_attribute(self, b: BlockIR) -> None:
-        if b.name in self.block_classes:
-            self.src.add(set_attr("self", b.name, f"{self.block_classes[b.name]}()"), depth=2)
+    def block_attribute(self, b: BlockIR, depth: int) -> None:
+        """`self.NAME = ...`: a block's module (its class, or an nn.Sequential of its steps)."""
+        name = b.name.rsplit(".", 1)[-1]
+        lines = self.block_constructor(b)
+        first = f'setattr(self, "{name}", {lines[0]}' if keyword.iskeyword(name) else f"self.{name} = {lines[0]}"
+        last = lines[-1] + (")" if keyword.iskeyword(name) else "")
+        if len(lines) == 1:
+            self.src.add(first + (")" if keyword.iskeyword(name) else ""), depth=depth)
             return
+        self.src.add(first, depth=depth)
+        self.src.add(*lines[1:-1], depth=depth)
+        self.src.add(last, depth=depth)
+
+    def block_constructor(self, b: BlockIR) -> list[str]:
+        """The source lines that construct a block's module (the first and last carry the opening and closing)."""
+        if b.name in self.block_classes:
+            return [f"{self.block_classes[b.name]}()"]
         self.src.imports.add("OrderedDict")
-        opening = "nn.Sequential(OrderedDict(["
-        self.src.add(f'setattr(self, "{b.name}", {opening}' if keyword.iskeyword(b.name) else
-                     f"self.{b.name} = {opening}", depth=2)
-        for l in b.layers:
-            self.src.add(f'("{l.name}", {self.constructor(l)}),', depth=3)
-        self.src.add("]))" + (")" if keyword.iskeyword(b.name) else ""), depth=2)
+        lines = ["nn.Sequential(OrderedDict(["]
+        for step in b.steps:
+            if isinstance(step, str):
+                inner = self.block_constructor(self.m.blocks[step])
+                child = step.rsplit(".", 1)[-1]
+                if len(inner) == 1:
+                    lines.append(f'{INDENT}("{child}", {inner[0]}),')
+                else:
+                    lines.append(f'{INDENT}("{child}", {inner[0]}')
+                    lines += [INDENT + line for line in inner[1:-1]]
+                    lines.append(f"{INDENT}{inner[-1]}),")
+            else:
+                lines.append(f'{INDENT}("{step.name}", {self.constructor(step)}),')
+        lines.append("]))")
+        return lines
 
     def init_rules(self) -> None:
         for rule in self.checked.init:

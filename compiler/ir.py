@@ -329,10 +329,23 @@ class LayerIR:
 
 @dataclass(frozen=True)
 class BlockIR:
+    """One block module: a `block` used in the model (one per use when it has parameters or is repeated),
+    or a `residual { }` stage. `name` is its module path (`encoder`, `res_2`, `mix.res_1`, `residual_1`)."""
+
     name: str
-    layers: tuple[LayerIR, ...]
+    steps: tuple                  # in order: LayerIR, or the path of a nested block (str)
     input: TensorShape
     output: TensorShape
+    residual: bool = False        # its value is its steps' value plus its input
+    definition: str = ""          # the `block` it is a use of ("" for a residual stage)
+
+    @property
+    def layers(self) -> tuple[LayerIR, ...]:
+        return tuple(s for s in self.steps if isinstance(s, LayerIR))
+
+    @property
+    def children(self) -> tuple[str, ...]:
+        return tuple(s for s in self.steps if isinstance(s, str))
 
 
 @dataclass(frozen=True)
@@ -365,9 +378,47 @@ class ModelIR:
 
     @property
     def all_layers(self) -> list[tuple[str, LayerIR]]:
-        """(module path, layer) of every layer: block layers under their block's name, then the top-level ones."""
+        """(module path, layer) of every layer: block layers under their block's path, then the top-level ones."""
         return ([(f"{b.name}.{l.name}", l) for b in self.blocks.values() for l in b.layers]
                 + [(l.name, l) for l in self.layers])
+
+    @property
+    def top_blocks(self) -> list[BlockIR]:
+        """The blocks registered on the model itself (nested ones live inside these), in order of first use."""
+        return [b for b in self.blocks.values() if "." not in b.name]
+
+    def forward_layers(self) -> list[tuple[str, LayerIR]]:
+        """(module path, layer) of every layer in the order the forward program runs them (each once)."""
+        out: list[tuple[str, LayerIR]] = []
+        seen: set = set()
+        top = {l.name: l for l in self.layers}
+
+        def block(path: str) -> None:
+            if path in seen:
+                return
+            seen.add(path)
+            for step in self.blocks[path].steps:
+                if isinstance(step, str):
+                    block(step)
+                else:
+                    out.append((f"{path}.{step.name}", step))
+
+        def visit(node: Node) -> None:
+            for child in node.children():
+                visit(child)
+            if isinstance(node, Chain):
+                for name in node.layers:
+                    if name not in seen:
+                        seen.add(name)
+                        out.append((name, top[name]))
+            elif isinstance(node, BlockCall):
+                block(node.block)
+
+        for _, node in self.steps:
+            visit(node)
+        for node in self.outputs:
+            visit(node)
+        return out
 
     def has_layer(self, *names: str) -> bool:
         return any(l.layer in names for _, l in self.all_layers)

@@ -8,6 +8,8 @@ Every mistake is reported with its span; checking goes on to find the rest.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Report, did_you_mean
 
@@ -18,10 +20,11 @@ from .initializers import INITIALIZERS
 from .ir import BlockCall, BlockIR, Chain, LayerIR, ModelIR, Node, ParamIR, Ref
 from .layers import LAYERS, layer_params
 from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape
-from .values import CallValue, Evaluator, NotConstant, bind
+from .values import Arg, CallValue, Evaluator, NotConstant, bind
 
 MAX_DIM = 1 << 31
 MAX_PARAMS = 2_000_000_000     # 8 GB of float32 weights: beyond this a spec is a mistake
+MAX_REPEAT = 1000
 
 
 def tensor_type(t: ast.TensorType, report: Report) -> TensorShape | None:
@@ -46,6 +49,8 @@ class ModelChecker:
         self.counters: dict[str, dict[str, int]] = {}
         self.used: set[str] = set()
         self.failed_blocks: set[str] = set()       # reported once; later calls stay quiet
+        self.building: dict[str, list] = {}          # block path -> its steps so far
+        self.instantiating: list[str] = []            # the blocks being built, innermost last
         self.current: Node | None = None
         self.exprs = ExprChecker(report, evaluate, self.name, self.call, f"in model {model.name}")
         self.chain_broken = False      # a stage of the running chain failed: later shapes are unknown
@@ -92,7 +97,7 @@ class ModelChecker:
             if self.current is not None:
                 self.ir.outputs = [self.current]
         for name, b in self.block_defs.items():
-            if name not in self.ir.blocks and name not in self.used:
+            if name not in self.used:
                 self.report.warning(f"block '{name}' is never used", b.span)
                 for st in b.stages:
                     self.validate(st, scope=name)
@@ -104,8 +109,7 @@ class ModelChecker:
 
     def count_params(self) -> None:
         """Refuse models too large to build, before any weight is allocated."""
-        layers = list(self.ir.layers) + [l for b in self.ir.blocks.values() for l in b.layers]
-        total = sum(layer_params(l) for l in layers) + sum(p.shape.numel() or 0 for p in self.ir.params)
+        total = sum(layer_params(l) for _, l in self.ir.all_layers) + sum(p.shape.numel() or 0 for p in self.ir.params)
         self.ir.param_count = total
         if total > MAX_PARAMS:
             self.report.error(f"model {self.m.name} would have {total:,} parameters, more than the "
@@ -214,51 +218,67 @@ class ModelChecker:
             self.current = self.values[name]
             self.first_stage = st
         try:
-            layers, typed = self.stage(st, self.current, scope="")
+            self.current = self.stage(st, self.current, scope="")
         except _Bail:
             self.chain_broken = True
             raise
-        self.current = typed
 
     def validate(self, st, scope: str) -> None:
         """Check what can be checked of a stage whose input shape is unknown: its name and arguments."""
-        if isinstance(st, ast.EachStage):
+        if isinstance(st, (ast.EachStage, ast.RepeatStage)):
             return self.validate(st.stage, scope)
-        if st.name in self.block_defs and not scope:
+        if isinstance(st, ast.ResidualStage):
+            for inner in st.stages:
+                self.validate(inner, scope)
+            return
+        if st.name in self.block_defs:
             return
         try:
             self.layer_args(st, scope)
         except _Bail:
             pass
 
-    def stage(self, st, value: Node, scope: str) -> tuple[list[LayerIR], Node]:
-        """Apply one stage to `value`; top-level layers join the model, block layers the block."""
+    def stage(self, st, value: Node, scope: str, copy: bool = False) -> Node:
+        """Apply one stage to `value`; in the model's chain (scope "") the result is its IR node, inside a block
+        (scope: the block's path) a placeholder with its shape. `copy`: a block gets weights of its own."""
         if isinstance(st, ast.EachStage):
             return self.each(st, value, scope)
-        name = st.name
-        if name in self.block_defs and not scope:
-            if st.args:
-                self.report.error(f"block '{name}' takes no arguments in a chain", st.span,
-                                  f"write just `{name}` here, or call it on a value: {name}(x)")
-                raise _Bail
-            return [], self.call_block(name, value, st.span)
+        if isinstance(st, ast.RepeatStage):
+            return self.repeat(st, value, scope)
+        if isinstance(st, ast.ResidualStage):
+            return self.residual(st, value, scope)
+        if st.name in self.block_defs:
+            return self.use_block(st.name, st.args, value, scope, st.span, copy=copy, in_chain=True)
         layer_ir = self.layer(st, value.shape, scope, each=False)
-        return [layer_ir], self.applied(layer_ir, value, scope)
+        return self.add_layer(layer_ir, value, scope)
 
-    def applied(self, layer_ir: LayerIR, value: Node, scope: str) -> Node:
-        """The value after a layer: top-level layers join the model's chain; block layers only give the shape."""
+    def add_layer(self, layer_ir: LayerIR, value: Node, scope: str) -> Node:
+        """The value after a layer: top-level layers join the model's chain; block layers join the block."""
         if scope:
+            self.building[scope].append(layer_ir)
             return Ref(name="x", role="input", shape=layer_ir.output, batched=True)
         self.ir.layers.append(layer_ir)
         if isinstance(value, Chain):
             return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=layer_ir.output, batched=True)
         return Chain(layers=(layer_ir.name,), input=value, shape=layer_ir.output, batched=True)
 
+    def add_block(self, block: BlockIR, value: Node, scope: str) -> Node:
+        if scope:
+            self.building[scope].append(block.name)
+            return Ref(name="x", role="input", shape=block.output, batched=True)
+        return BlockCall(block=block.name, input=value, shape=block.output, batched=True)
+
+    def next_name(self, scope: str, base: str) -> str:
+        """`linear_3`, `res_2`, `residual_1`: the next module name of a kind inside a scope."""
+        counters = self.counters.setdefault(scope, {})
+        counters[base] = counters.get(base, 0) + 1
+        return f"{base}_{counters[base]}"
+
     def layer_args(self, st: ast.LayerStage, scope: str):
         """The catalog entry a stage names and its bound arguments (reported and _Bail if wrong)."""
         layer = LAYERS.get(st.name)
         if layer is None:
-            known = list(LAYERS) + ([] if scope else list(self.block_defs))
+            known = list(LAYERS) + list(self.block_defs)
             self.report.error(f"unknown layer '{st.name}'", st.name_span if st.name_span.known else st.span,
                               did_you_mean(st.name, known) or "see `dslc layers` for the catalog")
             raise _Bail
@@ -282,16 +302,14 @@ class ModelChecker:
             if isinstance(d, int) and d >= MAX_DIM:
                 self.report.error(f"{st.name} would produce a dimension of {d}", st.span)
                 raise _Bail
-        counters = self.counters.setdefault(scope, {})
-        counters[st.name] = counters.get(st.name, 0) + 1
-        return LayerIR(f"{st.name}_{counters[st.name]}", st.name, args, shape, out, each, st.span)
+        return LayerIR(self.next_name(scope, st.name), st.name, args, shape, out, each, st.span)
 
     def each(self, st: ast.EachStage, value: Node, scope: str):
         inner = st.stage
         shape = value.shape
-        if isinstance(inner, ast.EachStage) or inner.name in self.block_defs:
+        if not isinstance(inner, ast.LayerStage) or inner.name in self.block_defs:
             self.report.error("`each` applies one layer at every time step", st.span,
-                              "write each linear(1), not each of a block or another each")
+                              "write each linear(1), not each of a block, a repeat or another each")
             raise _Bail
         if shape.rank < 2:
             self.report.error(f"`each` needs a sequence [T, ...] but gets {shape.dims_text}", st.span,
@@ -305,37 +323,133 @@ class ModelChecker:
         layer_ir = self.layer(inner, step, scope, each=True)
         out = TensorShape(layer_ir.output.dtype, (shape.dims[0],) + layer_ir.output.dims)
         layer_ir = LayerIR(layer_ir.name, layer_ir.layer, layer_ir.args, shape, out, True, st.span)
-        return [layer_ir], self.applied(layer_ir, value, scope)
+        return self.add_layer(layer_ir, value, scope)
 
-    def call_block(self, name: str, value: Node, span) -> Node:
-        self.used.add(name)
-        existing = self.ir.blocks.get(name)
-        if existing is not None:
-            if existing.input != value.shape:
-                self.report.error(f"block '{name}' was first called with {existing.input} and now with {value.shape}",
-                                  span, "a block has one set of weights, so its input shape must stay the same")
-                raise _Bail
-            return BlockCall(block=name, input=value, shape=existing.output, batched=True)
-        if name in self.failed_blocks:
+    def repeat(self, st: ast.RepeatStage, value: Node, scope: str) -> Node:
+        """`repeat(N) STAGE`: N copies, each with its own weights; the stage must give back its input's shape."""
+        try:
+            n = self.ev(st.count)
+        except NotConstant:
+            raise _Bail from None
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_REPEAT:
+            self.report.error(f"repeat takes a whole number of copies from 1 to {MAX_REPEAT}, not {n!r}",
+                              st.count.span)
             raise _Bail
+        for i in range(n):
+            before = value.shape
+            value = self.stage(st.stage, value, scope, copy=True)
+            if value.shape != before:
+                self.report.error(f"repeat needs a stage that gives back the shape it takes, but this one turns "
+                                  f"{before} into {value.shape}", st.stage.span,
+                                  "repeat stages that keep the shape (a residual block, a layer of the same width); "
+                                  "put a first copy before the repeat to change the shape")
+                raise _Bail
+        return value
+
+    def residual(self, st: ast.ResidualStage, value: Node, scope: str) -> Node:
+        """`residual { STAGES }`: the stages' value plus the value they started from (same shape)."""
+        if not st.stages:
+            self.report.error("residual needs stages: residual { linear(64) relu }", st.span)
+            raise _Bail
+        path = self.child_path(scope, self.next_name(scope, "residual"))
+        block = self.build_block(path, st.stages, value.shape, residual=True, span=st.span)
+        return self.add_block(block, value, scope)
+
+    def child_path(self, scope: str, name: str) -> str:
+        return f"{scope}.{name}" if scope else name
+
+    def use_block(self, name: str, args, value: Node, scope: str, span, copy: bool, in_chain: bool) -> Node:
+        """A use of `block name`: blocks without parameters used in the model share one set of weights;
+        a block with parameters, one repeated, or one used inside another block is a copy of its own."""
+        self.used.add(name)
+        d = self.block_defs[name]
+        if args and not d.params:
+            self.report.error(f"block '{name}' takes no arguments", span,
+                              f"write just `{name}` in a chain, or call it on a value: {name}(x)" if in_chain
+                              else f"call it on one value: {name}(x)")
+            raise _Bail
+        bound = self.block_arguments(d, args, span)
         if not value.batched:
             self.report.error(f"block '{name}' is applied to a value that does not depend on any input", span)
             raise _Bail
-        self.failed_blocks.add(name)        # until its stages check
-        d = self.block_defs[name]
-        shape, layers = value.shape, []
+        shared = not d.params and not copy and not scope
+        if shared:
+            existing = self.ir.blocks.get(name)
+            if existing is not None:
+                if existing.input != value.shape:
+                    self.report.error(f"block '{name}' was first called with {existing.input} and now with "
+                                      f"{value.shape}", span,
+                                      "a block has one set of weights, so its input shape must stay the same")
+                    raise _Bail
+                return self.add_block(existing, value, scope)
+            if name in self.failed_blocks:
+                raise _Bail
+            path = name
+        else:
+            path = self.child_path(scope, self.next_name(scope, name))
+        if name in self.instantiating:
+            self.report.error(f"block '{name}' uses itself", span, "a block cannot contain itself")
+            raise _Bail
+        self.instantiating.append(name)
+        try:
+            with self.param_env(bound):
+                block = self.build_block(path, d.stages, value.shape, residual=False, span=span, definition=name)
+        except _Bail:
+            self.failed_blocks.add(name)
+            raise
+        finally:
+            self.instantiating.pop()
+        return self.add_block(block, value, scope)
+
+    def block_arguments(self, d: ast.BlockDef, args, span) -> dict:
+        """The numbers a use of a block gives its parameters, by position or by name."""
+        if not d.params:
+            return {}
+        values = self.ev.values(args or [])
+        if values is None:
+            raise _Bail
+        specs = [Arg(p, "any") for p in d.params]
+        bound = bind(d.name, specs, values, span, self.report, known_names=self.ev.env)
+        if bound is None:
+            raise _Bail
+        bound.pop("__spans__")
+        return bound
+
+    @contextmanager
+    def param_env(self, values: dict):
+        """Evaluate a block's stages with its parameters' values beside the `let` variables."""
+        if not values:
+            yield
+            return
+        outer = self.ev
+        self.ev = Evaluator({**outer.env, **values}, self.report)
+        self.ev.used, self.ev.failed = outer.used, outer.failed
+        try:
+            yield
+        finally:
+            self.ev = outer
+
+    def build_block(self, path: str, stages, shape: TensorShape, residual: bool, span,
+                    definition: str = "") -> BlockIR:
+        self.building[path] = []
         typed: Node = Ref(name="x", role="input", shape=shape, batched=True)
-        for n, st in enumerate(d.stages):
+        for n, st in enumerate(stages):
             try:
-                new, typed = self.stage(st, typed, scope=name)
+                typed = self.stage(st, typed, scope=path)
             except _Bail:
-                for rest in d.stages[n + 1:]:
-                    self.validate(rest, scope=name)
+                for rest in stages[n + 1:]:
+                    self.validate(rest, scope=path)
+                self.building.pop(path, None)
                 raise
-            layers += new
-        self.failed_blocks.discard(name)
-        self.ir.blocks[name] = BlockIR(name, tuple(layers), value.shape, typed.shape)
-        return BlockCall(block=name, input=value, shape=typed.shape, batched=True)
+        if residual and typed.shape != shape:
+            self.building.pop(path, None)
+            self.report.error(f"residual adds its stages' value to the value they start from, so the stages must "
+                              f"give back {shape} but they give {typed.shape}", span,
+                              "end the stages with a layer of the input's width, e.g. linear(...) or conv2d(...)")
+            raise _Bail
+        block = BlockIR(path, tuple(self.building.pop(path)), shape, typed.shape, residual, definition)
+        self.ir.blocks[path] = block
+        return block
 
     # ------------------------------------------------------------ expressions
 
@@ -366,10 +480,11 @@ class ModelChecker:
         """A model's own calls: a block on a value. Layers are stages, not functions."""
         name = e.func.name
         if name in self.block_defs:
-            if any(a.name for a in e.args) or len(e.args) != 1:
-                self.report.error(f"{name}(...) takes one value here", e.span)
+            if not e.args or e.args[0].name is not None:
+                self.report.error(f"{name}(...) takes the value it is applied to first: {name}(x)", e.span)
                 raise _Bail
-            return self.call_block(name, self.exprs.check(e.args[0].value), e.span)
+            value = self.exprs.check(e.args[0].value)
+            return self.use_block(name, e.args[1:], value, "", e.span, copy=False, in_chain=False)
         if name in LAYERS and name not in ELEMENTWISE:
             self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
                               "put it in a `block` and call the block")

@@ -83,17 +83,23 @@ class GRU(_Recurrent, nn.GRU):
 
 
 class Block(nn.Module):
-    """A named chain of layers (a `block` in the spec)."""
+    """A named chain of layers and blocks (a `block` in the spec); a residual one (`residual { }`) adds its
+    input to the chain's value."""
 
-    def __init__(self, layers: dict[str, nn.Module]):
+    def __init__(self, layers: dict[str, nn.Module], residual: bool = False):
         super().__init__()
+        self.residual = residual
         for name, m in layers.items():
             self.add_module(name, m)
 
     def forward(self, x):
+        start = x
         for m in self._modules.values():
             x = m(x)
-        return x
+        return x + start if self.residual else x
+
+    def extra_repr(self) -> str:
+        return "residual" if self.residual else ""
 
 
 class SpecModule(nn.Module):

@@ -23,11 +23,8 @@ def model_table(checked: CheckedSpec, model_name: str | None = None) -> str:
         rows.append((f"input {name}", "", str(shape), ""))
     for p in ir.params:
         rows.append((f"param {p.name}", "", str(p.shape), f"{getattr(module, p.name).numel():,}"))
-    for b in ir.blocks.values():
-        for l in b.layers:
-            rows.append((f"{b.name}.{l.name}", str(l), str(l.output), f"{_count(module.get_submodule(f'{b.name}.{l.name}')):,}"))
-    for l in ir.layers:
-        rows.append((l.name, str(l), str(l.output), f"{_count(module.get_submodule(l.name)):,}"))
+    for path, l in ir.forward_layers():
+        rows.append((path, str(l), str(l.output), f"{_count(module.get_submodule(path)):,}"))
     for i, s in enumerate(ir.output_shapes):
         rows.append((f"output {i}" if len(ir.output_shapes) > 1 else "output", "", str(s), ""))
     headers = ("stage", "layer", "output shape", "params")

@@ -129,9 +129,26 @@ class Index(Node):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class BinOp(Node):
-    op: Literal["+", "-", "*", "/", "**"]
+    op: Literal["+", "-", "*", "/", "**", "@"]
     left: "Expr"
     right: "Expr"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Slice(Node):
+    """`start:stop:step` inside brackets; each part may be left out."""
+
+    start: "Expr | None" = None
+    stop: "Expr | None" = None
+    step: "Expr | None" = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Subscript(Node):
+    """`value[i, j:k]`: several subscripts or a slice (a single plain index is an `Index`)."""
+
+    value: "Expr"
+    items: list = field(default_factory=list)      # Expr or Slice, one per per-sample axis
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -144,7 +161,7 @@ class ListExpr(Node):
     items: list["Expr"] = field(default_factory=list)
 
 
-Expr = Union[Number, String, Bool, Var, Attr, Call, Index, BinOp, Neg, ListExpr]
+Expr = Union[Number, String, Bool, Var, Attr, Call, Index, Subscript, BinOp, Neg, ListExpr]
 
 
 # ---------------------------------------------------------------- models
@@ -180,7 +197,22 @@ class EachStage(Node):
     stage: "Stage"
 
 
-Stage = Union[LayerStage, EachStage]
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RepeatStage(Node):
+    """`repeat(N) STAGE`: N copies of the stage one after the other, each with its own weights."""
+
+    count: "Expr"
+    stage: "Stage"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ResidualStage(Node):
+    """`residual { STAGES }`: the stages applied to the running value, plus that value."""
+
+    stages: list["Stage"] = field(default_factory=list)
+
+
+Stage = Union[LayerStage, EachStage, RepeatStage, ResidualStage]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -194,9 +226,11 @@ class Param(Node):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class BlockDef(Node):
-    """`block encoder { ... }`: a named chain of stages, called like a function."""
+    """`block encoder { ... }`: a named chain of stages, called like a function; `block res(c) { ... }` takes
+    numbers that its stages use (each use is a copy with its own weights)."""
 
     name: str
+    params: list[str] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
 
 
@@ -209,11 +243,19 @@ class Binding(Node):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
+class Unpack(Node):
+    """`a, b = split(h, 2)`: names each part of a value that has several."""
+
+    names: list[str] = field(default_factory=list)
+    value: "Expr"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Return(Node):
     values: list[Expr]
 
 
-ModelStatement = Union[Param, BlockDef, Binding, Return, LayerStage, EachStage]
+ModelStatement = Union[Param, BlockDef, Binding, Unpack, Return, LayerStage, EachStage, RepeatStage, ResidualStage]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -324,6 +366,14 @@ def names_in(expr, functions: bool = False) -> list[str]:
                 walk(a.value)
         elif isinstance(e, (Index, Attr)):
             walk(e.value)
+            if isinstance(e, Index):
+                walk(e.index)
+        elif isinstance(e, Subscript):
+            walk(e.value)
+            for item in e.items:
+                for part in ((item.start, item.stop, item.step) if isinstance(item, Slice) else (item,)):
+                    if part is not None:
+                        walk(part)
         elif isinstance(e, ListExpr):
             for i in e.items:
                 walk(i)

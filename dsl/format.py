@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import ast
 
 INDENT = "    "
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "**": 4, "postfix": 5}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "neg": 3, "**": 4, "postfix": 5}
 
 
 def format_number(value: int | float) -> str:
@@ -54,6 +54,8 @@ def format_expr(e) -> str:
         return f"{_wrap(e.func, _PRECEDENCE['postfix'])}({format_args(e.args)})"
     if isinstance(e, ast.Index):
         return f"{_wrap(e.value, _PRECEDENCE['postfix'])}[{format_expr(e.index)}]"
+    if isinstance(e, ast.Subscript):
+        return f"{_wrap(e.value, _PRECEDENCE['postfix'])}[{', '.join(_subscript(i) for i in e.items)}]"
     if isinstance(e, ast.ListExpr):
         return "[" + ", ".join(format_expr(i) for i in e.items) + "]"
     if isinstance(e, ast.Neg):
@@ -66,6 +68,13 @@ def format_expr(e) -> str:
             left, right = _wrap(e.left, p), _wrap(e.right, p + 1)
         return f"{left} {e.op} {right}"
     raise TypeError(f"not an expression: {e!r}")
+
+
+def _subscript(item) -> str:
+    if not isinstance(item, ast.Slice):
+        return format_expr(item)
+    text = ":".join("" if part is None else format_expr(part) for part in (item.start, item.stop))
+    return text + (f":{format_expr(item.step)}" if item.step is not None else "")
 
 
 def _wrap(e, min_precedence: int) -> str:
@@ -84,6 +93,10 @@ def format_type(t: ast.TensorType) -> str:
 def format_stage(s) -> str:
     if isinstance(s, ast.EachStage):
         return "each " + format_stage(s.stage)
+    if isinstance(s, ast.RepeatStage):
+        return f"repeat({format_expr(s.count)}) " + format_stage(s.stage)
+    if isinstance(s, ast.ResidualStage):
+        return "residual { " + " ".join(format_stage(x) for x in s.stages) + " }"
     return f"{s.name}({format_args(s.args)})" if s.args else s.name
 
 
@@ -91,10 +104,10 @@ MAX_LINE = 88
 
 
 def _starts_line(stage, starters: frozenset[str]) -> bool:
-    inner = stage.stage if isinstance(stage, ast.EachStage) else stage
-    while isinstance(inner, ast.EachStage):
+    inner = stage
+    while isinstance(inner, (ast.EachStage, ast.RepeatStage)):
         inner = inner.stage
-    return inner.name in starters
+    return isinstance(inner, ast.ResidualStage) or inner.name in starters
 
 
 def _format_stages(stages, indent: str, starters: frozenset[str]) -> list[str]:
@@ -126,7 +139,7 @@ def _format_model(m: ast.Model, line_starters: frozenset[str]) -> list[str]:
         run.clear()
 
     for st in m.body:
-        if isinstance(st, (ast.LayerStage, ast.EachStage)):
+        if isinstance(st, (ast.LayerStage, ast.EachStage, ast.RepeatStage, ast.ResidualStage)):
             run.append(st)
             continue
         flush()
@@ -134,11 +147,14 @@ def _format_model(m: ast.Model, line_starters: frozenset[str]) -> list[str]:
             typ = f": {format_type(st.type)}" if st.type else ""
             out.append(f"{INDENT}param {st.name}{typ} = {format_expr(st.value)}")
         elif isinstance(st, ast.BlockDef):
-            out.append(f"{INDENT}block {st.name} {{")
+            params = f"({', '.join(st.params)})" if st.params else ""
+            out.append(f"{INDENT}block {st.name}{params} {{")
             out.extend(_format_stages(st.stages, INDENT * 2, blocks))
             out.append(f"{INDENT}}}")
         elif isinstance(st, ast.Binding):
             out.append(f"{INDENT}{st.name} = {format_expr(st.value)}")
+        elif isinstance(st, ast.Unpack):
+            out.append(f"{INDENT}{', '.join(st.names)} = {format_expr(st.value)}")
         elif isinstance(st, ast.Return):
             out.append(f"{INDENT}return " + ", ".join(format_expr(v) for v in st.values))
     flush()

@@ -111,10 +111,18 @@ class _ToAst(Transformer):
         return ast.Param(name=str(c[0]), type=c[1], value=c[2], span=_span(meta))
 
     def block_def(self, meta, c):
-        return ast.BlockDef(name=str(c[0]), stages=c[1:], span=_span(meta))
+        params = c[1] if c[1] is not None else []
+        return ast.BlockDef(name=str(c[0]), params=params, stages=[x for x in c[2:] if x is not None],
+                            span=_span(meta))
+
+    def block_params(self, meta, c):
+        return [str(t) for t in c if t is not None]
 
     def binding(self, meta, c):
         return ast.Binding(name=str(c[0]), value=c[1], span=_span(meta))
+
+    def unpack(self, meta, c):
+        return ast.Unpack(names=[str(t) for t in c[:-1]], value=c[-1], span=_span(meta))
 
     def return_stmt(self, meta, c):
         return ast.Return(values=c, span=_span(meta))
@@ -125,6 +133,12 @@ class _ToAst(Transformer):
 
     def each_stage(self, meta, c):
         return ast.EachStage(stage=c[0], span=_span(meta))
+
+    def repeat_stage(self, meta, c):
+        return ast.RepeatStage(count=c[0], stage=c[1], span=_span(meta))
+
+    def residual_stage(self, meta, c):
+        return ast.ResidualStage(stages=[x for x in c if x is not None], span=_span(meta))
 
     def arguments(self, meta, c):
         return [a for a in c if a is not None]
@@ -153,6 +167,9 @@ class _ToAst(Transformer):
     def pow(self, meta, c):
         return self._binop("**", meta, c)
 
+    def matmul(self, meta, c):
+        return self._binop("@", meta, c)
+
     def neg(self, meta, c):
         return ast.Neg(operand=c[0], span=_span(meta))
 
@@ -160,7 +177,14 @@ class _ToAst(Transformer):
         return ast.Call(func=c[0], args=c[1] or [], span=_span(meta))
 
     def index(self, meta, c):
-        return ast.Index(value=c[0], index=c[1], span=_span(meta))
+        items = [x for x in c[1:] if x is not None]
+        if len(items) == 1 and not isinstance(items[0], ast.Slice):
+            return ast.Index(value=c[0], index=items[0], span=_span(meta))
+        return ast.Subscript(value=c[0], items=items, span=_span(meta))
+
+    def slice(self, meta, c):
+        start, stop, step = (list(c) + [None, None, None])[:3]
+        return ast.Slice(start=start, stop=stop, step=step, span=_span(meta))
 
     def attr(self, meta, c):
         return ast.Attr(value=c[0], name=str(c[1]), span=_span(meta))

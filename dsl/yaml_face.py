@@ -58,7 +58,7 @@ def _settings(settings: list[ast.Setting]) -> dict:
 
 
 def _body_item(st):
-    if isinstance(st, (ast.LayerStage, ast.EachStage)):
+    if isinstance(st, (ast.LayerStage, ast.EachStage, ast.RepeatStage, ast.ResidualStage)):
         return format_stage(st)
     if isinstance(st, ast.Param):
         d = {"param": st.name}
@@ -67,9 +67,15 @@ def _body_item(st):
         d["value"] = _value(st.value)
         return d
     if isinstance(st, ast.BlockDef):
-        return {"block": st.name, "stages": [format_stage(s) for s in st.stages]}
+        d = {"block": st.name}
+        if st.params:
+            d["params"] = list(st.params)
+        d["stages"] = [format_stage(s) for s in st.stages]
+        return d
     if isinstance(st, ast.Binding):
         return {"bind": st.name, "value": _value(st.value)}
+    if isinstance(st, ast.Unpack):
+        return {"bind": list(st.names), "value": _value(st.value)}
     if isinstance(st, ast.Return):
         return {"return": [_value(v) for v in st.values]}
     raise TypeError(st)
@@ -193,7 +199,7 @@ class _Reader:
         if len(kinds) != 1:
             self.fail("a model statement is a stage (text) or a mapping with one of param, block, bind, return", node)
         kind = kinds[0]
-        allowed = {"param": {"param", "type", "value"}, "block": {"block", "stages"},
+        allowed = {"param": {"param", "type", "value"}, "block": {"block", "params", "stages"},
                    "bind": {"bind", "value"}, "return": {"return"}}[kind]
         for key, (k, _) in fields.items():
             if key not in allowed:
@@ -206,13 +212,21 @@ class _Reader:
             stages = fields.get("stages", (None, None))[1]
             if not isinstance(stages, yaml.SequenceNode):
                 self.fail("a block needs `stages:` with a list of stages", node)
+            params = fields.get("params", (None, None))[1]
+            if params is not None and not isinstance(params, yaml.SequenceNode):
+                self.fail("a block's `params:` is a list of names", params)
             return ast.BlockDef(name=self.name(fields["block"][1], "a block's name"),
+                                params=[self.name(n, "a block parameter") for n in (params.value if params else [])],
                                 stages=[self.text(s, "stage") for s in stages.value], span=span)
         if "value" not in fields:
             self.fail(f"a {kind} statement needs `value:`", node)
         value = self.expr(fields["value"][1])
         if kind == "bind":
-            return ast.Binding(name=self.name(fields["bind"][1], "a binding's name"), value=value, span=span)
+            target = fields["bind"][1]
+            if isinstance(target, yaml.SequenceNode):
+                return ast.Unpack(names=[self.name(n, "a binding's name") for n in target.value], value=value,
+                                  span=span)
+            return ast.Binding(name=self.name(target, "a binding's name"), value=value, span=span)
         typ = self.text(fields["type"][1], "tensor_type") if "type" in fields else None
         return ast.Param(name=self.name(fields["param"][1], "a param's name"), type=typ, value=value, span=span)
 

@@ -115,7 +115,7 @@ def test_equality_ignores_spans_and_block_splitting():
 
 
 def test_syntax_errors_are_located():
-    assert error("model m(x: f32[4]) {\n    linear(8) @\n}")[:3] == (2, 15, "unexpected character '@'")
+    assert error("model m(x: f32[4]) {\n    linear(8) $\n}")[:3] == (2, 15, "unexpected character '$'")
     line, col, message, hint = error("model m(x: f32[4]) {\n    linear(8)\n")
     assert (line, message.split(";")[0]) == (2, "unexpected end of file")
     assert "'{' opened at line 1, column 20" in hint
@@ -126,14 +126,14 @@ def test_syntax_errors_are_located():
 
 
 def test_crlf_and_tabs_keep_columns():
-    text = "model m(x: f32[4]) {\r\n\tlinear(8) @\r\n}\r\n"
+    text = "model m(x: f32[4]) {\r\n\tlinear(8) $\r\n}\r\n"
     line, col, message, _ = error(text)
-    assert (line, col, message) == (2, 12, "unexpected character '@'")
+    assert (line, col, message) == (2, 12, "unexpected character '$'")
     with pytest.raises(SpecError) as info:
         parse(text, "t.dlspec")
     rendered = str(info.value).splitlines()
-    assert rendered[1] == "    2 |  linear(8) @"        # the tab shows as one space, as the parser counts it
-    assert rendered[2].index("^") == rendered[1].index("@")
+    assert rendered[1] == "    2 |  linear(8) $"        # the tab shows as one space, as the parser counts it
+    assert rendered[2].index("^") == rendered[1].index("$")
 
 
 def test_limits():
