@@ -111,6 +111,21 @@ class SourceExpr:
     def op(self, node: Op) -> tuple[str, int]:
         if node.name in ("concat", "stack"):
             return self.join(node)
+        shift = 1 if node.args[0].batched else 0
+        if node.name in ("softmax", "log_softmax", "mean", "sum", "max", "min"):
+            return self.along(node, shift)
+        if node.name == "permute":
+            x = self.atom(node.args[0])
+            order = tuple(range(shift)) + tuple(i + shift for i in node.params)
+            if self.lang == "torch":
+                return f"{x}.permute{order}", ATOM
+            self.uses.add("np")
+            return f"np.transpose({x}, {order})", ATOM
+        if node.name == "index":
+            items = [":"] * shift + [_item(i) for i in node.params]
+            return f"{self.atom(node.args[0])}[{', '.join(items)}]", ATOM
+        if node.name == "matmul":
+            return self.matmul(node)
         args = [self.aligned(node, a) for a in node.args]
         if node.name in _INFIX:
             symbol, p = _INFIX[node.name]
@@ -131,6 +146,48 @@ class SourceExpr:
         self.uses.add("torch")
         return f"torch.{f.torch}({x})", ATOM
 
+    def atom(self, node: Node) -> str:
+        text, p = self(node)
+        return wrap(text, p < ATOM)
+
+    def along(self, node: Op, shift: int) -> tuple[str, int]:
+        x, axis = self.atom(node.args[0]), node.axis + shift
+        if self.lang == "torch":
+            self.uses.add("torch")
+            fn = {"max": "amax", "min": "amin"}.get(node.name, node.name)
+            return f"torch.{fn}({x}, {axis})", ATOM
+        self.uses.add("np")
+        if node.name in ("softmax", "log_softmax"):
+            shifted = f"({x} - np.max({x}, axis={axis}, keepdims=True))"
+            log_sum = f"np.log(np.sum(np.exp({shifted}), axis={axis}, keepdims=True))"
+            return (f"np.exp({shifted} - {log_sum})" if node.name == "softmax" else f"({shifted} - {log_sum})"), ATOM
+        return f"np.{node.name}({x}, axis={axis})", ATOM
+
+    def matmul(self, node: Op) -> tuple[str, int]:
+        a_node, b_node = node.args
+        a, b = self.atom(a_node), self.atom(b_node)
+        expand = (lambda t, k: f"{t}.unsqueeze({k})") if self.lang == "torch" else \
+            (lambda t, k: f"np.expand_dims({t}, {k})")
+        squeeze = (lambda t, k: f"{t}.squeeze({k})") if self.lang == "torch" else (lambda t, k: f"np.squeeze({t}, {k})")
+        a_vec, b_vec = a_node.shape.rank == 1, b_node.shape.rank == 1
+        ra, rb = max(a_node.shape.rank, 2), max(b_node.shape.rank, 2)
+        rank = max(ra, rb)
+        if a_vec:
+            a = expand(a, -2)
+        if b_vec:
+            b = expand(b, -1)
+        for text_name, operand, r in (("a", a_node, ra), ("b", b_node, rb)):
+            k = rank - r if operand.batched else 0
+            if k:
+                padded = f"{a if text_name == 'a' else b}[:, {', '.join(['None'] * k)}]"
+                a, b = (padded, b) if text_name == "a" else (a, padded)
+        out = f"({a} @ {b})"
+        if b_vec:
+            out = squeeze(out, -1)
+        if a_vec:
+            out = squeeze(out, -2 if not b_vec else -1)
+        return out, ATOM
+
     def join(self, node: Op) -> tuple[str, int]:
         lib = "torch" if self.lang == "torch" else "np"
         self.uses.add(lib)
@@ -147,3 +204,11 @@ class SourceExpr:
         fn = ("cat" if lib == "torch" else "concatenate") if node.name == "concat" else "stack"
         keyword = "dim" if lib == "torch" else "axis"
         return f"{lib}.{fn}([{', '.join(parts)}], {keyword}={axis})", ATOM
+
+
+def _item(item) -> str:
+    if isinstance(item, int):
+        return str(item)
+    start, stop, step = item
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text + (f":{step}" if step is not None else "")

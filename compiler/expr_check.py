@@ -24,6 +24,10 @@ from .values import Evaluator, NotConstant
 
 OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 JOINS = ("concat", "stack")
+AXIS_FUNCTIONS = ("softmax", "log_softmax")          # value, axis=-1
+REDUCTIONS = ("mean", "sum", "max", "min")           # value, axis=k: over one per-sample axis
+SHAPE_FUNCTIONS = ("transpose", "permute", "split")
+STRUCTURAL = JOINS + AXIS_FUNCTIONS + REDUCTIONS + SHAPE_FUNCTIONS
 MAX_DIM = 1 << 31
 
 
@@ -76,9 +80,15 @@ class ExprChecker:
                 return const(-x.value)
             return Op(name="neg", args=(x,), shape=x.shape, batched=x.batched)
         if isinstance(e, ast.BinOp):
+            if e.op == "@":
+                return self.matmul(e)
             return self.binary(e)
-        if isinstance(e, ast.Index) and self.index is not None:
-            return self.index(e)
+        if isinstance(e, (ast.Index, ast.Subscript)):
+            if self.index is not None:
+                node = self.index(e)
+                if node is not None:
+                    return node
+            return self.subscript(e)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Var):
             node = self.calls(e)
             if node is not None:
@@ -86,6 +96,13 @@ class ExprChecker:
             name = e.func.name
             if name in JOINS:
                 return self.join(e)
+            if name in AXIS_FUNCTIONS or (name in REDUCTIONS and any(a.name == "axis" for a in e.args)):
+                return self.along_axis(e)
+            if name in ("transpose", "permute"):
+                return self.reorder(e)
+            if name == "split":
+                self.error("split(...) gives several values: name them, `a, b = split(h, 2)`, or pick one, "
+                           "`split(h, 2)[0]`", e.span)
             f = FUNCTIONS.get(name)
             if f is not None and f.kind == "elementwise" and name in self.functions:
                 return self.function(e)
@@ -99,8 +116,12 @@ class ExprChecker:
 
     def unknown_function(self, e: ast.Call):
         name = e.func.name
+        if name in REDUCTIONS:
+            self.error(f"{name}(...) here reduces one per-sample axis: {name}(x, axis=-1)", e.span,
+                       "only a loss reduces over the batch (mean(...) or sum(...) without an axis)")
         known = [n for n in self.functions if FUNCTIONS.get(n) is None or FUNCTIONS[n].kind == "elementwise"]
-        self.error(f"unknown function '{name}' {self.where}", e.func.span, did_you_mean(name, known + list(JOINS)))
+        self.error(f"unknown function '{name}' {self.where}", e.func.span,
+                   did_you_mean(name, known + list(STRUCTURAL)))
 
     # ------------------------------------------------------------ arithmetic and functions
 
@@ -191,3 +212,168 @@ class ExprChecker:
         dtype = result_dtype("add", [(p.shape.dtype, isinstance(p, Const)) for p in parts])
         return Op(name=name, args=tuple(parts), axis=axis, shape=TensorShape(dtype, tuple(dims)),
                   batched=any(p.batched for p in parts))
+
+    # ------------------------------------------------------------ axes, indexing, matmul
+
+    def constant(self, e, what: str):
+        try:
+            v = self.ev(e)
+        except NotConstant:
+            raise Bail from None
+        if not isinstance(v, int) or isinstance(v, bool):
+            self.error(f"{what} is a whole number, not {v!r}", e.span)
+        return v
+
+    def axis(self, shape: TensorShape, e, name: str, rank: int | None = None) -> int:
+        """A per-sample axis given as a number (negative from the end) or by a symbolic dim's name (`axis=T`)."""
+        rank = shape.rank if rank is None else rank
+        if isinstance(e, ast.Var) and e.name in [d for d in shape.dims if isinstance(d, str)]:
+            return [d for d in shape.dims].index(e.name)
+        axis = self.constant(e, f"the axis of {name}")
+        if rank == 0 or not -rank <= axis < rank:
+            self.error(f"{name}: axis {axis} does not exist for values of shape {shape.dims_text}", e.span,
+                       f"a per-sample axis between {-max(rank, 1)} and {max(rank, 1) - 1}; the batch axis is not "
+                       "counted")
+        return axis % rank
+
+    def _value_and_keywords(self, e: ast.Call, allowed: tuple[str, ...]):
+        values = [a for a in e.args if a.name is None]
+        keywords = {a.name: a for a in e.args if a.name is not None}
+        for k, a in keywords.items():
+            if k not in allowed:
+                self.error(f"{e.func.name} has no argument '{k}'", a.span, did_you_mean(k, allowed))
+        return values, keywords
+
+    def along_axis(self, e: ast.Call) -> Node:
+        """softmax(x, axis=-1), log_softmax(...), and the per-sample reductions mean/sum/max/min(x, axis=k)."""
+        name = e.func.name
+        values, keywords = self._value_and_keywords(e, ("axis",))
+        if len(values) != 1:
+            self.error(f"{name}(...) takes one value and axis=: {name}(x, axis=-1)", e.span)
+        x = self.check(values[0].value)
+        if not x.shape.is_float and name != "sum" and name not in ("max", "min"):
+            self.error(f"{name} needs floating-point values, not {x.shape}", e.span)
+        axis_e = keywords["axis"].value if "axis" in keywords else ast.Number(value=-1, span=e.span)
+        axis = self.axis(x.shape, axis_e, name)
+        if name in AXIS_FUNCTIONS:
+            return Op(name=name, args=(x,), axis=axis, shape=x.shape, batched=x.batched)
+        dims = x.shape.dims[:axis] + x.shape.dims[axis + 1:]
+        return Op(name=name, args=(x,), axis=axis, shape=TensorShape(x.shape.dtype, dims), batched=x.batched)
+
+    def reorder(self, e: ast.Call) -> Node:
+        """transpose(x, a, b) swaps two per-sample axes; permute(x, d0, d1, ...) reorders all of them."""
+        name = e.func.name
+        values, _ = self._value_and_keywords(e, ())
+        if not values:
+            self.error(f"{name} takes a value first: {name}(x, 0, 1)", e.span)
+        x = self.check(values[0].value)
+        axes = [self.axis(x.shape, a.value, name) for a in values[1:]]
+        if name == "transpose":
+            if len(axes) != 2:
+                self.error("transpose swaps two axes: transpose(x, 0, 1)", e.span)
+            order = list(range(x.shape.rank))
+            order[axes[0]], order[axes[1]] = order[axes[1]], order[axes[0]]
+        else:
+            if sorted(axes) != list(range(x.shape.rank)):
+                self.error(f"permute needs each of the {x.shape.rank} per-sample axes once, in the new order",
+                           e.span, f"e.g. permute(x, {', '.join(str(i) for i in reversed(range(x.shape.rank)))})")
+            order = axes
+        dims = tuple(x.shape.dims[i] for i in order)
+        return Op(name="permute", args=(x,), params=tuple(order), shape=TensorShape(x.shape.dtype, dims),
+                  batched=x.batched)
+
+    def split_parts(self, e: ast.Call) -> list[Node]:
+        """split(x, n, axis=-1): n equal parts along an axis, as slices."""
+        values, keywords = self._value_and_keywords(e, ("axis",))
+        if len(values) != 2:
+            self.error("split takes a value and a number of parts: split(h, 2, axis=-1)", e.span)
+        x = self.check(values[0].value)
+        n = self.constant(values[1].value, "the number of parts of split")
+        axis_e = keywords["axis"].value if "axis" in keywords else ast.Number(value=-1, span=e.span)
+        axis = self.axis(x.shape, axis_e, "split")
+        size = x.shape.dims[axis]
+        if n < 1 or not isinstance(size, int) or size % n:
+            self.error(f"split cannot cut axis {axis} of {x.shape.dims_text} into {n} equal parts", e.span,
+                       "the axis must have a fixed size that the number of parts divides")
+        part = size // n
+        out = []
+        for i in range(n):
+            items = tuple([(None, None, None)] * axis + [(i * part, (i + 1) * part, None)])
+            dims = x.shape.dims[:axis] + (part,) + x.shape.dims[axis + 1:]
+            out.append(Op(name="index", args=(x,), params=items, shape=TensorShape(x.shape.dtype, dims),
+                          batched=x.batched))
+        return out
+
+    def subscript(self, e) -> Node:
+        """value[i], value[:, -1], value[1:3, ::2]: indexing and slicing of the per-sample axes."""
+        if isinstance(e, ast.Index) and isinstance(e.value, ast.Call) and isinstance(e.value.func, ast.Var) \
+                and e.value.func.name == "split":
+            parts = self.split_parts(e.value)
+            i = self.constant(e.index, "the part of split")
+            if not -len(parts) <= i < len(parts):
+                self.error(f"split makes {len(parts)} parts; part {i} does not exist", e.index.span)
+            return parts[i]
+        items_e = [e.index] if isinstance(e, ast.Index) else list(e.items)
+        x = self.check(e.value)
+        if len(items_e) > x.shape.rank:
+            self.error(f"{len(items_e)} subscripts for a value of shape {x.shape.dims_text}", e.span,
+                       "subscripts index the per-sample axes; the batch axis is not counted")
+        items, dims = [], []
+        for k, item in enumerate(items_e):
+            d = x.shape.dims[k]
+            if isinstance(item, ast.Slice):
+                parts = [None if v is None else self.constant(v, "a slice bound") for v in (item.start, item.stop,
+                                                                                            item.step)]
+                if parts[2] is not None and parts[2] <= 0:
+                    self.error("a slice step is a positive whole number", item.span)
+                if isinstance(d, int):
+                    size = len(range(d)[slice(*parts)])
+                    if size == 0:
+                        self.error(f"the slice {_slice_text(parts)} of an axis of size {d} is empty", item.span)
+                elif parts == [None, None, None]:
+                    size = d
+                elif parts[0] is not None and parts[0] >= 0 and parts[1] is None and parts[2] is None:
+                    size = f"{d}-{parts[0]}" if parts[0] else d
+                else:
+                    self.error(f"only whole-axis or `start:` slices of an axis of any length ({d})", item.span)
+                items.append(tuple(parts))
+                dims.append(size)
+            else:
+                i = self.constant(item, "an index")
+                if isinstance(d, int) and not -d <= i < d:
+                    self.error(f"index {i} is out of range for an axis of size {d}", item.span)
+                items.append(i)
+        dims += list(x.shape.dims[len(items_e):])
+        return Op(name="index", args=(x,), params=tuple(items), shape=TensorShape(x.shape.dtype, tuple(dims)),
+                  batched=x.batched)
+
+    def matmul(self, e: ast.BinOp) -> Node:
+        """a @ b per sample: [..., n, k] @ [..., k, m] -> [..., n, m]; a vector [k] counts as a row or column."""
+        a, b = self.check(e.left), self.check(e.right)
+        sa, sb = a.shape, b.shape
+        if sa.rank == 0 or sb.rank == 0:
+            self.error(f"@ multiplies matrices and vectors, not {sa.dims_text} and {sb.dims_text}", e.span,
+                       "use * for numbers")
+        if not sa.is_float or not sb.is_float:
+            self.error(f"@ needs floating-point values, not {sa} and {sb}", e.span)
+        ka = sa.dims[-1]
+        kb = sb.dims[-2] if sb.rank >= 2 else sb.dims[-1]
+        if isinstance(ka, int) and isinstance(kb, int) and ka != kb or (isinstance(ka, str) != isinstance(kb, str)) \
+                or (isinstance(ka, str) and ka != kb):
+            self.error(f"@: {sa.dims_text} @ {sb.dims_text} — the left's last axis ({ka}) must equal the right's "
+                       f"{'second-to-last' if sb.rank >= 2 else 'only'} axis ({kb})", e.span)
+        lead_a = sa.dims[:-2] if sa.rank >= 2 else ()
+        lead_b = sb.dims[:-2] if sb.rank >= 2 else ()
+        try:
+            lead = broadcast(TensorShape("f32", lead_a), TensorShape("f32", lead_b)).dims
+        except ShapeError as err:
+            self.error(err.message, e.span, err.hint)
+        dims = lead + ((sa.dims[-2],) if sa.rank >= 2 else ()) + ((sb.dims[-1],) if sb.rank >= 2 else ())
+        dtype = result_dtype("mul", [(sa.dtype, False), (sb.dtype, False)])
+        return Op(name="matmul", args=(a, b), shape=TensorShape(dtype, tuple(dims)), batched=a.batched or b.batched)
+
+
+def _slice_text(parts) -> str:
+    start, stop, step = parts
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text + (f":{step}" if step is not None else "")

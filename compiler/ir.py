@@ -65,12 +65,15 @@ class Const(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Op(Node):
-    """An elementwise operation: add sub mul div pow neg, a function of the function catalog (exp, tanh, ...),
-    or `concat`/`stack` along a per-sample `axis` (counted without the batch axis)."""
+    """An operation on per-sample values. Elementwise: add sub mul div pow neg and the function catalog (exp,
+    tanh, ...). Along a per-sample `axis` (counted without the batch axis): concat, stack, softmax,
+    log_softmax, and the reductions mean, sum, max, min. Also matmul, transpose and permute (`params`: the
+    axes), and index (`params`: one item per leading axis, an int or a (start, stop, step) slice)."""
 
     name: str
     args: tuple[Node, ...]
     axis: int | None = None
+    params: tuple = ()
 
     def children(self):
         return self.args
@@ -253,8 +256,13 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
                 return f"({s})" if p < outer else s
             if n.name == "neg":
                 return f"-{text(n.args[0], 3)}"
-            axis = f", axis={n.axis}" if n.axis is not None else ""
-            return f"{n.name}({', '.join(text(a) for a in n.args)}{axis})"
+            if n.name == "matmul":
+                s = f"{text(n.args[0], 2)} @ {text(n.args[1], 3)}"
+                return f"({s})" if outer > 2 else s
+            if n.name == "index":
+                return f"{text(n.args[0], 9)}[{', '.join(_item_text(i) for i in n.params)}]"
+            extra = [str(p) for p in n.params] + ([f"axis={n.axis}"] if n.axis is not None else [])
+            return f"{n.name}({', '.join([text(a) for a in n.args] + extra)})"
         if isinstance(n, Reduce):
             return f"{n.name}({text(n.arg)})"
         if isinstance(n, Chain):
@@ -272,6 +280,14 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
     return text(node)
 
 
+def _item_text(item) -> str:
+    if isinstance(item, int):
+        return str(item)
+    start, stop, step = item
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text + (f":{step}" if step is not None else "")
+
+
 def program_text(lines: list[tuple[str, Node]]) -> list[str]:
     """`name = expression  : type` lines, each non-trivial shared sub-expression named once (%1, %2, ...)."""
     counts: dict[Node, int] = {}
@@ -284,7 +300,7 @@ def program_text(lines: list[tuple[str, Node]]) -> list[str]:
     def name_shared(node: Node) -> None:
         for child in node.children():
             name_shared(child)
-        if counts.get(node, 0) > 1 and not isinstance(node, (Ref, Const)) and node not in names:
+        if counts.get(node, 0) > 1 and not isinstance(node, (Ref, Const, Generate)) and node not in names:
             names[node] = f"%{len(names) + 1}"
             out.append(f"{names[node]} = {expr_text(node, {k: v for k, v in names.items() if k != node})}  : {type_text(node)}")
 

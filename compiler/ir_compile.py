@@ -26,6 +26,10 @@ class Backend(Protocol):
     def op(self, name: str) -> Callable: ...                          # add, sub, ..., exp, tanh, ...
     def pad(self, x, count: int) -> Any: ...                          # insert `count` axes after the batch axis
     def join(self, name: str, values: list, axis: int, batched: list[bool]) -> Any: ...   # concat / stack
+    def along(self, name: str, x, axis: int) -> Any: ...    # softmax, log_softmax, mean, sum, max, min on an axis
+    def permute(self, x, order: tuple) -> Any: ...          # all axes of the array, batch axis included
+    def expand(self, x, axis: int) -> Any: ...              # a new axis (negative: from the end)
+    def squeeze(self, x, axis: int) -> Any: ...
     def reduce(self, name: str) -> Callable: ...
     def chain(self, node: Chain) -> Callable: ...                     # fn(env, x)
     def block(self, node: BlockCall) -> Callable: ...                 # fn(env, x)
@@ -75,6 +79,20 @@ def _aligned(node: Node, operand: Node, backend: Backend) -> Compiled:
 
 
 def _op(node: Op, backend: Backend) -> Compiled:
+    shift = 1 if node.args and node.args[0].batched else 0        # per-sample axis k is array axis k + shift
+    if node.name in ("softmax", "log_softmax", "mean", "sum", "max", "min"):
+        x, along, name, axis = compile_node(node.args[0], backend), backend.along, node.name, node.axis + shift
+        return lambda env: along(name, x(env), axis)
+    if node.name == "permute":
+        x, permute = compile_node(node.args[0], backend), backend.permute
+        order = tuple(range(shift)) + tuple(i + shift for i in node.params)
+        return lambda env: permute(x(env), order)
+    if node.name == "index":
+        x = compile_node(node.args[0], backend)
+        key = (slice(None),) * shift + tuple(i if isinstance(i, int) else slice(*i) for i in node.params)
+        return lambda env: x(env)[key]
+    if node.name == "matmul":
+        return _matmul(node, backend)
     if node.name in ("concat", "stack"):
         parts = [compile_node(a, backend) for a in node.args]
         batched = [a.batched for a in node.args]
@@ -86,3 +104,34 @@ def _op(node: Op, backend: Backend) -> Compiled:
         return lambda env: fn(x(env))
     a, b = (_aligned(node, arg, backend) for arg in node.args)
     return lambda env: fn(a(env), b(env))
+
+
+def _matmul(node: Op, backend: Backend) -> Compiled:
+    """a @ b per sample: a vector becomes a row (left) or a column (right) and is squeezed out again; batched
+    operands get size-1 axes after the batch axis until their leading per-sample axes line up."""
+    a_node, b_node = node.args
+    a, b = compile_node(a_node, backend), compile_node(b_node, backend)
+    expand, squeeze, pad, mm = backend.expand, backend.squeeze, backend.pad, backend.op("matmul")
+    a_vec, b_vec = a_node.shape.rank == 1, b_node.shape.rank == 1
+    ra, rb = max(a_node.shape.rank, 2), max(b_node.shape.rank, 2)
+    rank = max(ra, rb)
+    pad_a = rank - ra if a_node.batched else 0
+    pad_b = rank - rb if b_node.batched else 0
+
+    def run(env):
+        x, y = a(env), b(env)
+        if a_vec:
+            x = expand(x, -2)
+        if b_vec:
+            y = expand(y, -1)
+        if pad_a:
+            x = pad(x, pad_a)
+        if pad_b:
+            y = pad(y, pad_b)
+        out = mm(x, y)
+        if b_vec:
+            out = squeeze(out, -1)
+        if a_vec:
+            out = squeeze(out, -2 if not b_vec else -1)
+        return out
+    return run

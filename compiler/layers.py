@@ -132,10 +132,19 @@ def _flat_size(x: TensorShape, layer: str) -> int:
 
 # ---------------------------------------------------------------- dense and convolution
 
+def _linear_shape(x: TensorShape, a: dict) -> TensorShape:
+    need_rank(x, "linear", 1, "a flat feature vector [F]")
+    if isinstance(x.dims[0], str):
+        raise ShapeError(f"linear needs a fixed number of features, not {x.dims[0]} (any length)",
+                         "declare the input with a size, e.g. f32[8]; for a sequence use `last`, `mean_over_time` "
+                         "or `each linear(...)`")
+    return x.with_dims([a["features"]])
+
+
 register(Layer(
     "linear", "Fully connected layer: [F] -> [features].",
     args=[Arg("features", "int", check=positive), Arg("bias", "bool", True)],
-    shape=lambda x, a: (need_rank(x, "linear", 1, "a flat feature vector [F]"), x.with_dims([a["features"]]))[1],
+    shape=_linear_shape,
     module="nn.Linear", positional=2, starts_line=True, torch_defaults={"bias": True}, last_axis=True,
     kwargs=lambda x, a: {"in_features": x.dims[-1], "out_features": a["features"], "bias": a["bias"]},
     params=lambda x, a: a["features"] * (x.dims[0] + a["bias"]),

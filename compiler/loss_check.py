@@ -193,7 +193,7 @@ class LossChecks:
                 output, target = checker.check(pos[0].value), checker.check(pos[1].value)
                 return self.loss_call(fname, args, output, target, classes, e.span)
             f = FUNCTIONS.get(fname)
-            if f is not None and f.kind == "reduce":
+            if f is not None and f.kind == "reduce" and not any(a.name == "axis" for a in e.args):
                 if len(e.args) != 1 or e.args[0].name:
                     self.report.error(f"{fname}(...) takes one value", e.span)
                     raise Bail
@@ -205,10 +205,11 @@ class LossChecks:
                 return Reduce(name=fname, arg=x, shape=TensorShape(x.shape.dtype, ()), batched=False)
             return None
 
-        def index(e: ast.Index) -> Node:
-            if not (isinstance(e.value, ast.Var) and e.value.name == "output" and len(model.outputs) > 1):
-                self.report.error("only a model with several outputs can be indexed: output[0], output[1]", e.span)
-                raise Bail
+        def index(e) -> Node | None:
+            """output[i] picks one of several outputs; any other subscript indexes per-sample axes."""
+            if not (isinstance(e, ast.Index) and isinstance(e.value, ast.Var) and e.value.name == "output"
+                    and len(model.outputs) > 1):
+                return None
             if not (isinstance(e.index, ast.Number) and isinstance(e.index.value, int)):
                 self.report.error("an output index is a whole number", e.index.span)
                 raise Bail

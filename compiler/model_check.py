@@ -14,7 +14,7 @@ from dslc.dsl import ast
 from dslc.dsl.diagnostics import Report, did_you_mean
 
 from .expr_check import Bail as _Bail
-from .expr_check import ExprChecker, const
+from .expr_check import STRUCTURAL, ExprChecker, const
 from .functions import ELEMENTWISE
 from .initializers import INITIALIZERS
 from .ir import BlockCall, BlockIR, Chain, LayerIR, ModelIR, Node, ParamIR, Ref
@@ -134,6 +134,8 @@ class ModelChecker:
             self.ir.steps.append((st.name, value))
             # Later uses read the computed value (Ref), so a binding runs once per forward pass.
             self.values[st.name] = Ref(name=st.name, role="binding", shape=value.shape, batched=value.batched)
+        elif isinstance(st, ast.Unpack):
+            self.unpack(st)
         elif isinstance(st, ast.Return):
             self.returned = True
             if self.first_stage is not None:
@@ -147,6 +149,23 @@ class ModelChecker:
             self.ir.outputs = outs
         else:
             self.top_stage(st)
+
+    def unpack(self, st: ast.Unpack) -> None:
+        """`a, b = split(h, 2)`: one binding per part."""
+        for name in st.names:
+            self._new_name(name, st.span)
+        e = st.value
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Var) and e.func.name == "split"):
+            self.report.error("only split(...) gives several values to name", e.span,
+                              "write one binding per value: a = ..., b = ...")
+            raise _Bail
+        parts = self.exprs.split_parts(e)
+        if len(parts) != len(st.names):
+            self.report.error(f"split makes {len(parts)} parts but {len(st.names)} names take them", st.span)
+            raise _Bail
+        for name, value in zip(st.names, parts):
+            self.ir.steps.append((name, value))
+            self.values[name] = Ref(name=name, role="binding", shape=value.shape, batched=value.batched)
 
     def _new_name(self, name: str, span) -> None:
         if name in self.values or name in self.block_defs:
@@ -485,7 +504,7 @@ class ModelChecker:
                 raise _Bail
             value = self.exprs.check(e.args[0].value)
             return self.use_block(name, e.args[1:], value, "", e.span, copy=False, in_chain=False)
-        if name in LAYERS and name not in ELEMENTWISE:
+        if name in LAYERS and name not in ELEMENTWISE and name not in STRUCTURAL:
             self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
                               "put it in a `block` and call the block")
             raise _Bail

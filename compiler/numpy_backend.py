@@ -31,7 +31,22 @@ def _quiet(fn):
 
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "pow": np.power,
-           "neg": np.negative}
+           "neg": np.negative, "matmul": np.matmul}
+
+
+def _softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+_ALONG = {"softmax": _softmax, "log_softmax": _log_softmax, "mean": np.mean, "sum": np.sum, "max": np.max,
+          "min": np.min}
 
 
 class NumpyBackend:
@@ -65,6 +80,19 @@ class NumpyBackend:
         values = [np.asarray(v, dtype=np.float64) for v in values]
         at = axis + (1 if rows is not None else 0)
         return np.concatenate(values, axis=at) if name == "concat" else np.stack(values, axis=at)
+
+    def along(self, name: str, x, axis: int):
+        with np.errstate(all="ignore"):
+            return _ALONG[name](np.asarray(x), axis=axis)
+
+    def permute(self, x, order: tuple):
+        return np.transpose(x, order)
+
+    def expand(self, x, axis: int):
+        return np.expand_dims(x, axis)
+
+    def squeeze(self, x, axis: int):
+        return np.squeeze(x, axis)
 
     def reduce(self, name: str):
         return np.mean if name == "mean" else np.sum

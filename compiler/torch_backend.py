@@ -24,7 +24,9 @@ from .losses import LOSSES
 MODULE = "__module__"
 
 _BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-           "pow": operator.pow, "neg": operator.neg}
+           "pow": operator.pow, "neg": operator.neg, "matmul": torch.matmul}
+_ALONG = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "mean": torch.mean, "sum": torch.sum,
+          "max": torch.amax, "min": torch.amin}
 
 
 def _attr(path: str):
@@ -102,6 +104,18 @@ class TorchBackend:
             values = [v.to(floats[0]) for v in values]
         at = axis + (1 if rows is not None else 0)
         return torch.cat(values, dim=at) if name == "concat" else torch.stack(values, dim=at)
+
+    def along(self, name: str, x, axis: int):
+        return _ALONG[name](x, axis)
+
+    def permute(self, x, order: tuple):
+        return x.permute(order)
+
+    def expand(self, x, axis: int):
+        return x.unsqueeze(axis)
+
+    def squeeze(self, x, axis: int):
+        return x.squeeze(axis)
 
     def reduce(self, name: str):
         if name == "mean":

@@ -116,14 +116,22 @@ def stage(draw, shape: TensorShape):
 
 @st.composite
 def chain(draw, shape: TensorShape, max_stages: int = 4):
-    """(stage texts, output shape): 1 to max_stages layers that fit one after the other."""
+    """(stage texts, output shape): 1 to max_stages layers that fit one after the other; a stage that keeps
+    the shape is sometimes repeated or made residual."""
     texts = []
     for _ in range(draw(st.integers(1, max_stages))):
         got = draw(stage(shape))
         if got is None:
             continue
-        texts.append(got[0])
-        shape = got[1]
+        text, out = got
+        if out == shape and shape.is_float and not text.startswith("each "):
+            wrap = draw(st.sampled_from(["", "", "repeat", "residual"]))
+            if wrap == "repeat":
+                text = f"repeat(2) {text}"
+            elif wrap == "residual":
+                text = f"residual {{ {text} }}"
+        texts.append(text)
+        shape = out
     if not texts:
         texts, shape = ["identity"] if not shape.is_int else ["embedding(9, 2)"], \
             (shape if not shape.is_int else TensorShape("f32", shape.dims + (2,)))
@@ -209,9 +217,45 @@ def specs(draw):
             body, outputs = stages, [out]
         else:
             for i in range(draw(st.integers(1, 3))):
-                op = draw(st.sampled_from(["+", "-", "*", "fn", "param", "concat", "const"]))
+                op = draw(st.sampled_from(["+", "-", "*", "fn", "param", "concat", "const", "matmul", "index",
+                                           "softmax", "reduce", "transpose", "split"]))
                 if i == 0 and not weighted:
                     op = "param"          # something to train
+                fixed_last = shape.rank >= 1 and isinstance(shape.dims[-1], int)
+                if op == "matmul" and fixed_last:
+                    k = draw(st.integers(1, 3))
+                    name = f"m{i}"
+                    params.append(f"param {name}: f32[{shape.dims[-1]}, {k}] = normal(0, 0.5)")
+                    value = f"{value} @ {name}"
+                    shape = shape.with_dims(shape.dims[:-1] + (k,))
+                    continue
+                if op == "index" and shape.rank >= 1 and isinstance(shape.dims[0], int):
+                    if draw(st.booleans()) and shape.rank >= 2:
+                        value = f"({value})[0]"
+                        shape = shape.with_dims(shape.dims[1:])
+                    else:
+                        n = shape.dims[0]
+                        value = f"({value})[{n - 1 if n > 1 else 0}:]" if n > 1 else f"({value})[:]"
+                        shape = shape.with_dims((1 if n > 1 else n,) + shape.dims[1:])
+                    continue
+                if op == "softmax" and shape.rank >= 1:
+                    value = f"softmax({value}, axis={draw(st.integers(0, shape.rank - 1))})"
+                    continue
+                if op == "reduce" and shape.rank >= 1:
+                    axis = draw(st.integers(0, shape.rank - 1))
+                    value = f"{draw(st.sampled_from(['mean', 'sum', 'max']))}({value}, axis={axis})"
+                    shape = shape.with_dims(shape.dims[:axis] + shape.dims[axis + 1:])
+                    continue
+                if op == "transpose" and shape.rank >= 2:
+                    value = f"transpose({value}, 0, {shape.rank - 1})"
+                    dims = list(shape.dims)
+                    dims[0], dims[-1] = dims[-1], dims[0]
+                    shape = shape.with_dims(dims)
+                    continue
+                if op == "split" and fixed_last and shape.dims[-1] % 2 == 0:
+                    value = f"split({value}, 2)[{draw(st.integers(0, 1))}]"
+                    shape = shape.with_dims(shape.dims[:-1] + (shape.dims[-1] // 2,))
+                    continue
                 if op == "fn":
                     value = f"{draw(st.sampled_from(['tanh', 'sigmoid', 'abs', 'relu', 'softplus']))}({value})"
                 elif op == "const":
