@@ -38,7 +38,8 @@ def test_thermometer_scaled_sgd_reproduces_the_seed(thermometer_run):
     s = summary(thermometer_run)["variants"]["scaled_sgd"]
     first = events(thermometer_run / "variants" / "scaled_sgd", "log")[0]
     assert (first["epoch"], first["step"]) == (1, 1)
-    assert first["train_loss"] == pytest.approx(80.364, rel=1e-4)        # epoch 0 of the seed: w=1, b=0 on t_u*0.1
+    assert first["train_loss_recent"] == pytest.approx(80.364, rel=1e-4)  # epoch 0 of the seed: w=1, b=0 on t_u*0.1
+    assert first["train_loss"] == first["train_loss_recent"]             # one step is the whole first epoch
     assert s["metrics"]["train_loss"] == pytest.approx(2.92765, rel=1e-4)
     assert s["params"]["w"] == pytest.approx(5.3671, rel=1e-4)
     assert s["params"]["b"] == pytest.approx(-17.3012, rel=1e-4)
@@ -48,7 +49,7 @@ def test_thermometer_scaled_sgd_reproduces_the_seed(thermometer_run):
 def test_thermometer_raw_adam_reproduces_the_seed(thermometer_run):
     s = summary(thermometer_run)["variants"]["raw_adam"]
     first = events(thermometer_run / "variants" / "raw_adam", "log")[0]
-    assert first["train_loss"] == pytest.approx(1763.88, rel=1e-4)      # w=1, b=0 on the raw t_u
+    assert first["train_loss_recent"] == pytest.approx(1763.88, rel=1e-4)   # w=1, b=0 on the raw t_u
     assert s["params"]["w"] == pytest.approx(0.5368, rel=1e-3)
     assert s["params"]["b"] == pytest.approx(-17.3048, rel=1e-4)
 
@@ -63,10 +64,12 @@ def test_variant_run_directory_layout(thermometer_run):
     assert (thermometer_run / "spec.dlspec").read_text() == (SPECS / "thermometer.dlspec").read_text()
     for name in ("scaled_sgd", "raw_adam"):
         v = thermometer_run / "variants" / name
-        for f in ("spec.dlspec", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
-                  "checkpoints/best.pt"):
+        for f in ("spec.dlspec", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints/last.pt"):
             assert (v / f).is_file(), f
         s = summary(v)
+        # no validation split: no best.pt, the run's checkpoint is last.pt and its figures are the final ones
+        assert not (v / "checkpoints" / "best.pt").exists()
+        assert s["selection"]["checkpoint"] == "last.pt" and s["checkpoint"].endswith("last.pt")
         assert s["variant"] == name and s["data"]["preprocessing"]["kind"] == "table"
         assert s["data"]["counts"]["train"] == 11
         assert events(v)[-1]["event"] == "end"
@@ -95,10 +98,15 @@ def test_validation_split_reports_train_and_validation_loss(tmp_path):
     assert s["variant"] == "scaled_sgd" and s["variants"] == {}
     assert s["data"]["counts"] == {"train": 9, "validation": 2, "test": 0}
     assert s["metrics"]["train_loss"] > 0 and s["metrics"]["val_loss"] > 0
-    assert s["best"]["by"] == "val_loss"
+    sel = s["selection"]
+    assert (sel["checkpoint"], sel["rule"], sel["metric"], sel["mode"]) == ("best.pt", "best", "val_loss", "min")
     evals = events(out, "eval")
-    assert len(evals) == 300 and all("val_loss" in e for e in evals)
-    assert evals[-1]["val_loss"] == s["metrics"]["val_loss"]
+    # evaluate is not in the spec: 300 epochs get one evaluation every 10 (at most 50), not 300
+    assert [e["epoch"] for e in evals] == list(range(10, 301, 10)) and all("val_loss" in e for e in evals)
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert sel["step"] == best["step"] and sel["value"] == best["val_loss"]
+    assert s["metrics"] == {k: v for k, v in best.items() if k in ("train_loss", "val_loss")}
+    assert (out / "checkpoints" / "best.pt").is_file()
     assert "data.validation=0.2" in s["overrides"] and "train.epochs=300" in s["overrides"]
 
 
@@ -107,9 +115,14 @@ def test_eval_command_matches_the_summary(tmp_path, capsys):
     assert train(THERMO, "--variant", "scaled_sgd", "--set", "data.validation=0.2", "--epochs", 50,
                  "--out", out) == 0
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "validation", "--checkpoint", "last", "--json"]) == 0
+    s = summary(out)
+    assert main(["eval", str(out), "--split", "validation", "--json"]) == 0      # the chosen checkpoint: best.pt
     result = json.loads(capsys.readouterr().out)
-    assert result["validation_loss"] == pytest.approx(summary(out)["metrics"]["val_loss"], rel=1e-6)
+    assert result["checkpoint"].endswith("best.pt")
+    assert result["val_loss"] == pytest.approx(s["metrics"]["val_loss"], rel=1e-6)
+    assert main(["eval", str(out), "--split", "validation", "--checkpoint", "last", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert last["val_loss"] == pytest.approx(events(out, "eval")[-1]["val_loss"], rel=1e-6)
     assert main(["eval", str(out), "--split", "test"]) == 1
     assert "no test split" in capsys.readouterr().err
 
@@ -148,8 +161,9 @@ def test_jsonl_prints_one_object_per_event(tmp_path, capsys):
     records = [json.loads(line) for line in lines]
     assert [r["event"] for r in records] == ["log"] * 3 + ["end"]            # epochs 1, 500, 1000
     assert [r["epoch"] for r in records[:3]] == [1, 500, 1000]
-    # a log line is the mean over its window of epochs; the final train loss is the last epoch's
-    assert 0 < records[-1]["metrics"]["train_loss"] < records[2]["train_loss"] < records[1]["train_loss"]
+    # train_loss_recent is the mean over the log line's window of epochs; train_loss the last epoch's
+    assert 0 < records[-1]["metrics"]["train_loss"] < records[2]["train_loss_recent"] < records[1]["train_loss_recent"]
+    assert records[2]["train_loss"] == records[-1]["metrics"]["train_loss"]
 
 
 def test_plain_lines_when_not_a_terminal(tmp_path, capsys):

@@ -136,7 +136,7 @@ def _final_loss(summary: dict) -> str | None:
     metrics = summary.get("metrics") or {}
     for key in ("test_loss", "val_loss", "train_loss"):
         if isinstance(metrics.get(key), (int, float)):
-            return f"{key.replace('_', ' ')} {metrics[key]:.4g}"
+            return f"{key} {metrics[key]:.4g}"
     return None
 
 
@@ -144,7 +144,7 @@ def _final_loss(summary: dict) -> str | None:
 
 
 def draw_variant_losses(fig, configs) -> None:
-    """Grouped bars: each configuration's final train / validation / test loss."""
+    """Grouped bars: each configuration's train / validation / test loss (of its chosen checkpoint)."""
     ax = fig.subplots()
     keys = [k for k in ("train_loss", "val_loss", "test_loss")
             if any(isinstance((c.summary.get("metrics") or {}).get(k), (int, float)) for c in configs)]
@@ -157,16 +157,16 @@ def draw_variant_losses(fig, configs) -> None:
                 continue
             values.append(v)
             bar = ax.bar(i + (j - (len(keys) - 1) / 2) * width, v, width, color=f"C{j}",
-                         label=key.replace("_", " ") if i == 0 else None)
+                         label=key if i == 0 else None)
             ax.bar_label(bar, labels=[f"{v:.3g}"], fontsize="small", padding=2)
     ax.set_xticks(range(len(configs)), [c.name or "run" for c in configs])
-    ax.set_ylabel("final loss")
+    ax.set_ylabel("loss (each run's chosen checkpoint)")
     if values and min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.margins(y=0.15)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    ax.set_title(f"{configs[0].spec_name}: final loss per variant")
+    ax.set_title(f"{configs[0].spec_name}: loss per variant")
 
 
 # ---------------------------------------------------------------- classifiers
@@ -211,7 +211,8 @@ def draw_confusion(fig, configs) -> None:
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small" if k > 5 else "medium",
                         color="white" if matrix[i, j] > 0.55 * top else "0.1")
     accuracy = float((pred == true).mean()) if len(true) else float("nan")
-    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, accuracy {accuracy:.1%}")
+    key = {"test": "test", "validation": "val", "train": "train"}[name] + "_accuracy"
+    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, {key} {accuracy:.6g} ({cfg.checkpoint_name})")
 
 
 def draw_predictions(fig, configs) -> None:

@@ -6,8 +6,9 @@ into a fixed-size matplotlib Figure (no pyplot, so no global state and no
 display; the Agg canvas writes the PNG). A spec with variants gets one figure
 per kind where the variants overlay (curves, fits, losses) and one per variant
 otherwise (`confusion-dropout.png`). The trained weights and the data are
-loaded once, and only when a picture needs them; a picture that cannot be
-drawn (data gone, say) is skipped with its reason, and the others are made.
+loaded once, and only when a picture needs them (`dslc train` hands over the
+ones it has in memory: `preloaded`); a picture that cannot be drawn (data
+gone, say) is skipped with its reason, and the others are made.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ class PlotResult:
 class RunContext:
     """What the configurations of one run share: where the data lives, and data already loaded."""
 
-    def __init__(self, root: Path, summary: dict, data_root=None, log=None):
+    def __init__(self, root: Path, summary: dict, data_root=None, log=None, preloaded: dict | None = None):
         self.root = root
         self.summary = summary
         self.data_root = data_root
         self.log = log or (lambda text: None)
         self._data: dict = {}
+        self.preloaded = preloaded or {}      # configuration name -> (trained module, loaded data)
 
     def load_data(self, checked, summary: dict):
         """The configuration's data, loaded once per data fingerprint (variants usually share it)."""
@@ -86,6 +88,12 @@ class Config:
         return f"{self.spec_name} [{self.name}]" if self.name else self.spec_name
 
     @property
+    def checkpoint_name(self) -> str:
+        """The checkpoint the pictures show: the run's chosen one (best.pt, else last.pt)."""
+        return (self.summary.get("selection") or {}).get("checkpoint") or (
+            "best.pt" if (self.path / "checkpoints" / "best.pt").is_file() else "last.pt")
+
+    @property
     def preprocessing(self) -> dict:
         return (self.summary.get("data") or {}).get("preprocessing") or {}
 
@@ -113,6 +121,8 @@ class Config:
 
     # the trained model and its data, loaded on first use
     def module(self):
+        if self._module is None and self.name in self.context.preloaded:
+            self._module = self.context.preloaded[self.name][0]
         if self._module is None:
             from dslc.runtime.training.run_dir import load_run
             self._module = load_run(self.context.root, self.name if self.context.summary.get("variants") else None
@@ -120,6 +130,8 @@ class Config:
         return self._module
 
     def data(self):
+        if self.name in self.context.preloaded:
+            return self.context.preloaded[self.name][1]
         return self.context.load_data(self.checked, self.summary)
 
     @staticmethod
@@ -154,13 +166,16 @@ def configurations(run_dir: Path, context: RunContext) -> list[Config]:
 
 
 def make_plots(run_dir: str | Path, data_root=None, only: list[str] | None = None, out: str | Path | None = None,
-               log=None) -> PlotResult:
-    """Draw every picture that applies to the run into RUN_DIR/plots/ (or `out`); returns what was made."""
+               log=None, preloaded: dict | None = None) -> PlotResult:
+    """Draw every picture that applies to the run into RUN_DIR/plots/ (or `out`); returns what was made.
+
+    `preloaded` maps a configuration's name (its variant, None for a run without variants) to its trained
+    module (the run's chosen checkpoint) and loaded data, so nothing is read again."""
     import matplotlib
     matplotlib.use("Agg", force=False)           # never open a window, even if pyplot is imported later
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
-    context = RunContext(run_dir, summary, data_root, log)
+    context = RunContext(run_dir, summary, data_root, log, preloaded)
     configs = configurations(run_dir, context)
     kinds = plots_for(configs[0].checked, summary)
     if only:
