@@ -23,6 +23,7 @@ from dslc.runtime.pictures.plot_catalog import DPI, PLOTS, SpecFacts, plots_for,
 from dslc.runtime.training.run_dir import read_summary, recheck
 
 PLOTS_DIR = "plots"
+PNG_COMPRESSION = 1        # zlib level: 1 writes these flat-coloured figures ~5x faster than 6, ~1.3x larger
 
 
 @dataclass
@@ -218,7 +219,7 @@ def draw_one(kind, configs: list[Config], path: Path) -> None:
     fig = Figure(figsize=kind.size, dpi=DPI, layout="constrained")
     getattr(plot_draw, kind.draw)(fig, configs)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, format="png", facecolor="white")
+    fig.savefig(tmp, dpi=DPI, format="png", facecolor="white", pil_kwargs={"compress_level": PNG_COMPRESSION})
     tmp.replace(path)
 
 

@@ -7,10 +7,13 @@ once per configuration with the weights of the run's chosen checkpoint (what
 data already loaded (and keeps them in RUN/samples.npz for a later `dslc
 export`), and the plots reuse the same module and data. The plots are drawn in
 a forked child process while this one exports and verifies: two jobs for two
-cores. Where forking is not safe (no fork on this platform, CUDA initialised,
-other threads running) they run one after the other. A failure of the plots is
-reported and never fatal (the run is saved by then); a failed export is an
-error (exit status 1).
+cores. The libraries both need (onnx, onnxruntime, matplotlib: ~1 s of
+imports) are imported by a thread while the model trains (`start_warmup`), so
+neither job imports them afterwards and the child inherits them. Where forking
+is not safe (no fork on this platform, CUDA initialised, other threads
+running) the two run one after the other. A failure of the plots is reported
+and never fatal (the run is saved by then); a failed export is an error (exit
+status 1).
 """
 
 from __future__ import annotations
@@ -46,10 +49,42 @@ def plots_wanted(plots: bool) -> bool:
     return plots and os.environ.get(NO_PLOTS_ENV, "") in ("", "0")
 
 
+WARM_EXPORT = ("onnx", "onnx.reference", "onnxruntime", "torch.onnx", "torch.onnx.utils",
+               "dslc.runtime.export.onnx_verify")
+WARM_PLOTS = ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.patches",
+              "dslc.runtime.pictures.plot_draw")
+
+
+def start_warmup(export: bool, plots: bool):
+    """A daemon thread importing what the export and the plots will need, started before training (so the
+    imports overlap it); None when there is nothing to import. `finish_run` waits for it."""
+    import importlib
+    import threading
+    names = (WARM_EXPORT if export else ()) + (WARM_PLOTS if plots_wanted(plots) else ())
+    if not names:
+        return None
+
+    def run():
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:           # the job itself reports a missing or broken library
+                return
+        if plots_wanted(plots):
+            import matplotlib
+            matplotlib.use("Agg", force=False)
+
+    thread = threading.Thread(target=run, name="dslc-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
 def finish_run(run: Path, trained: list, *, export: bool = True, plots: bool = True, quiet: bool = False,
-               data_root=None, parallel: bool = True) -> int:
+               data_root=None, parallel: bool = True, warmup=None) -> int:
     """Export each trained configuration whose spec asks for it, and draw the run's plots; returns 0, or 1
-    when an export failed. `quiet` prints only failures."""
+    when an export failed. `quiet` prints only failures. `warmup`: the start_warmup thread, joined first."""
+    if warmup is not None:
+        warmup.join()
     say = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
     exports = [t for t in trained if export and t.checked.export is not None and t.checked.export.auto]
     draw = plots_wanted(plots)

@@ -87,6 +87,11 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
                        configurations=list(plan.configs), data_root=plan.data_root, device=plan.device,
                        nan=plan.nan or "stop", resumed=plan.resume is not None)
     mode = "quiet" if options.mode == "quiet" or not world.main else options.mode
+    warmup = None
+    if world.size == 1:
+        from dslc.runtime.session.finish import start_warmup
+        auto_export = options.export and any(c.export is not None and c.export.auto for c in plan.configs.values())
+        warmup = start_warmup(auto_export, options.plots)
 
     outcome = TrainOutcome(run, {}, 0)
     for name, checked in plan.configs.items():
@@ -116,7 +121,7 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
         from dslc.runtime.session.finish import finish_run
         outcome.status = finish_run(run, outcome.trained, export=options.export, plots=options.plots,
                                     quiet=mode not in ("auto", "lines", "bar"), data_root=plan.data_root,
-                                    parallel=world.size == 1)
+                                    parallel=world.size == 1, warmup=warmup)
     if mode in ("auto", "lines", "bar") and outcome.status == 0:
         say(f"run: {run}")
     return outcome
