@@ -211,7 +211,7 @@ def draw_confusion(fig, configs) -> None:
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small" if k > 5 else "medium",
                         color="white" if matrix[i, j] > 0.55 * top else "0.1", in_layout=False)
     accuracy = float((pred == true).mean()) if len(true) else float("nan")
-    key = {"test": "test", "validation": "val", "train": "train"}[name] + "_accuracy"
+    key = {"test": "test", "validation": "val", "train": "train_eval"}[name] + "_accuracy"
     ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, {key} {accuracy:.6g} ({cfg.checkpoint_name})")
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 from dslc.errors import UserError
 
 SPLIT_ORDER = ("test", "validation", "train")
-PREFIX = {"test": "test", "validation": "val", "train": "train"}
+# Record keys: val_* and test_* as summary.json has them (the same evaluation, so the same figures). The
+# training split evaluated after training is train_eval_*: summary's train_loss is another figure (the
+# epoch's mean during training, dropout on, each batch before its update), so it keeps its own name.
+PREFIX = {"test": "test", "validation": "val", "train": "train_eval"}
 
 
 def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, which: str = "best",

@@ -81,7 +81,8 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
     if plan.resume is not None:
         run = plan.resume
     else:
-        run = from_main(world, lambda: new_run_dir(plan.spec, options.out, options.force))
+        run = from_main(world, lambda: new_run_dir(plan.spec, options.out, options.force or
+                                                   failed_before_training(options.out)))
     if world.main:
         write_manifest(run, spec=plan.spec, overrides=plan.overrides, variant=plan.variant,
                        configurations=list(plan.configs), data_root=plan.data_root, device=plan.device,
@@ -125,6 +126,21 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
     if mode in ("auto", "lines", "bar") and outcome.status == 0:
         say(f"run: {run}")
     return outcome
+
+
+def failed_before_training(out) -> bool:
+    """True when `out` holds only a run that failed before its first checkpoint (missing data, say): trying
+    again with the same --out replaces it without --force, since nothing of it is worth keeping."""
+    if out is None:
+        return False
+    path = Path(out)
+    try:
+        summary = read_summary(path) if (path / "summary.json").is_file() else None
+    except UserError:
+        return False
+    if summary is None or summary.get("status") != "failed":
+        return False
+    return not any(path.glob("checkpoints/*.pt")) and not any(path.glob("variants/*/checkpoints/*.pt"))
 
 
 def _write_run_summary(plan: TrainPlan, run: Path, summaries: dict) -> None:
