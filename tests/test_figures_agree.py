@@ -115,9 +115,14 @@ def test_printed_summarised_evaluated_reported_and_exported_figures_agree(name, 
             from dslc.runtime.pictures import plot_draw
             from dslc.runtime.pictures.plots import RunContext, configurations
             config = next(c for c in configurations(run, RunContext(run, top)) if c.name == (variant or s["variant"]))
-            split_name, _, _, pred, true, _ = plot_draw._classified(config)
-            key = {"test": "test", "validation": "val"}[split_name] + "_accuracy"
+            shown = plot_draw._classified(config)          # from plot_inputs.npz, written when the plots were drawn
+            pred, true = shown["scores"].argmax(axis=1), shown["true"]
+            key = {"test": "test", "validation": "val"}[str(shown["split"])] + "_accuracy"
             assert close(float((pred == true).mean()), s["metrics"][key]), key
+            config.cache.clear()
+            config._kept, config._arrays = {}, {}              # and computed again from the checkpoint
+            again = plot_draw._classified(config)
+            assert close(float((again["scores"].argmax(axis=1) == again["true"]).mean()), s["metrics"][key]), key
         # 6. the exported model is that checkpoint's (run on the rows its verification used)
         onnx = json.loads((path / "summary.json").read_text()).get("onnx")
         assert onnx, "the spec exports after training"

@@ -261,3 +261,37 @@ def test_a_classifier_with_variants_gets_pictures_per_variant(tmp_path):
                      "predictions-slow.png", "predictions-fast.png", "embedding-slow.png", "embedding-fast.png"]
     for p in result.pictures:
         assert_png(p.path, PLOTS[p.kind].pixels)
+
+
+# ---------------------------------------------------------------- drawing again without torch
+
+
+def test_drawing_again_reuses_what_the_model_computed_and_needs_no_torch(tmp_path):
+    """plot_inputs.npz keeps the model's outputs the pictures need: a later `dslc plot` draws the same pictures
+    without torch or the data, and computes again once the checkpoint is another."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    run = tmp_path / "run"
+    assert short_run("cnn_mnist", run) == 0
+    make_plots(run)
+    kept = np.load(run / "plot_inputs.npz", allow_pickle=False)
+    assert {"classified/scores", "classified/true", "gallery/images", "embedding/points"} <= set(kept.files)
+    before = kept["classified/scores"]
+    code = ("import sys; from dslc.cli import main; code = main(['plot', sys.argv[1], '--out', sys.argv[2]]); "
+            "print('torch' in sys.modules, 'torchvision' in sys.modules); sys.exit(code)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, str(run), str(tmp_path / "again")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False False"
+    assert sorted(p.name for p in (tmp_path / "again").glob("*.png")) == sorted(
+        p.name for p in (run / "plots").glob("*.png"))
+    # another checkpoint (the run trained on): the arrays are computed again, from the new weights
+    assert main(["train", "--resume", str(run), "--steps", "14", "--quiet", "--no-export", "--no-plots"]) == 0
+    proc = subprocess.run([sys.executable, "-c", code, str(run), str(tmp_path / "third")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "True True", proc.stderr
+    assert not np.array_equal(np.load(run / "plot_inputs.npz")["classified/scores"], before)

@@ -14,6 +14,7 @@ gone, say) is skipped with its reason, and the others are made.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from dslc.runtime.training.run_dir import read_summary, recheck
 
 PLOTS_DIR = "plots"
 PNG_COMPRESSION = 1        # zlib level: 1 writes these flat-coloured figures ~5x faster than 6, ~1.3x larger
+PLOT_INPUTS = "plot_inputs.npz"     # beside a configuration's checkpoints: what its drawings computed
+PLOT_INPUTS_FORMAT = 1
 
 
 @dataclass
@@ -78,6 +81,9 @@ class Config:
         self.facts: SpecFacts = spec_facts(self.checked, list(context.summary.get("variants") or {}))
         self._module = None
         self.cache: dict = {}             # results that several drawings of this configuration share
+        self._arrays: dict = {}           # key -> {name: array}, see `arrays`
+        self._kept: dict | None = None    # what PLOT_INPUTS holds for this checkpoint and data
+        self._new = False
 
     # names and settings the drawings label things with
     @property
@@ -129,6 +135,68 @@ class Config:
             self._module = load_run(self.context.root, self.name if self.context.summary.get("variants") else None
                                     ).module
         return self._module
+
+    # what the drawings compute from the model and the data, kept for the next time
+    def arrays(self, key: str, compute) -> dict:
+        """Named numpy arrays that drawings need from the trained model and the data (`compute()` makes
+        them): computed once, and kept in <configuration>/plot_inputs.npz, so drawing the run again
+        imports neither torch nor the data while the checkpoint and the data are the ones they came from."""
+        if key not in self._arrays:
+            kept = self._read_kept()
+            if key in kept:
+                self._arrays[key] = kept[key]
+            else:
+                import numpy as np
+                self._arrays[key] = {k: np.asarray(v) for k, v in compute().items()}
+                self._new = True
+        return self._arrays[key]
+
+    def _stamp(self) -> str:
+        """What the kept arrays depend on: the chosen checkpoint (name, size, time), the data, the data root."""
+        ckpt = self.path / "checkpoints" / self.checkpoint_name
+        try:
+            info = ckpt.stat()
+            where = [ckpt.name, info.st_size, info.st_mtime_ns]
+        except OSError:
+            where = None
+        return json.dumps({"format": PLOT_INPUTS_FORMAT, "checkpoint": where,
+                           "data": (self.summary.get("data") or {}).get("fingerprint"),
+                           "data_root": str(self.context.data_root) if self.context.data_root else None})
+
+    def _read_kept(self) -> dict:
+        if self._kept is None:
+            self._kept = {}
+            path = self.path / PLOT_INPUTS
+            if path.is_file():
+                import numpy as np
+                try:
+                    with np.load(path, allow_pickle=False) as archive:
+                        if str(archive["__stamp__"]) == self._stamp():
+                            for name in archive.files:
+                                key, _, field_ = name.partition("/")
+                                if field_:
+                                    self._kept.setdefault(key, {})[field_] = archive[name]
+                except (OSError, ValueError, KeyError, EOFError):
+                    self._kept = {}
+        return self._kept
+
+    def keep_arrays(self) -> None:
+        """Write what was computed (with what was kept) to plot_inputs.npz, atomically; a folder that cannot
+        be written is left alone (the arrays are a convenience)."""
+        if not self._new:
+            return
+        import numpy as np
+        merged = {**self._read_kept(), **self._arrays}
+        flat = {f"{key}/{name}": value for key, arrays in merged.items() for name, value in arrays.items()}
+        path = self.path / PLOT_INPUTS
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, __stamp__=np.asarray(self._stamp()), **flat)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        self._new = False
 
     def data(self):
         if self.name in self.context.preloaded:
@@ -207,6 +275,8 @@ def make_plots(run_dir: str | Path, data_root=None, only: list[str] | None = Non
                     log(f"skipped {path.name}: {err}")
                 continue
             result.pictures.append(Picture(name, kind.title + (f" [{variant}]" if variant else ""), variant, path))
+    for config in configs:
+        config.keep_arrays()
     write_index(folder, result, keep_others=bool(only))
     return result
 

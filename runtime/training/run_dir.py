@@ -40,7 +40,7 @@ from dslc.dsl.format import format_expr
 from dslc.dsl.yaml_face import to_yaml
 
 RUN_FILES = ("run.json", "spec.dlspec", "spec.yaml", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints",
-             "variants", "plots", "model.onnx", "report.html")
+             "variants", "plots", "model.onnx", "report.html", "samples.npz", "plot_inputs.npz")
 
 
 # ---------------------------------------------------------------- configuration
