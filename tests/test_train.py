@@ -286,3 +286,67 @@ def test_warmup_scales_the_first_steps_linearly(tmp_path):
     assert train(THERMO, "--variant", "scaled_sgd", "--steps", 1, "--set", "train.warmup_steps=4", "--out", warm) == 0
     step = lambda p: 1.0 - summary(p)["params"]["w"]                  # w starts at 1.0; same gradient both times
     assert step(warm) == pytest.approx(step(plain) / 4, rel=1e-5)
+
+
+# ---------------------------------------------------------------- what is printed, and the resolved configuration
+
+
+def test_a_long_run_prints_at_most_about_a_hundred_lines(tmp_path, capsys):
+    """thermometer's 5,000 epochs with a validation split: `evaluate` is not in the spec, so it is widened
+    (every 100 epochs), while the spec's own `log = every(epochs=500)` is kept."""
+    out = tmp_path / "run"
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "data.validation=0.2", "--out", str(out),
+                 "--no-export", "--no-plots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 100, len(lines)
+    assert len(events(out, "eval")) == 50 and len(events(out, "log")) == 11       # epoch 1, then every 500
+    resolved = (out / "resolved.yaml").read_text()
+    assert "evaluate: every(epochs=100)" in resolved and "log: every(epochs=500)" in resolved
+    # what a spec says is kept: evaluating every epoch, when asked, evaluates every epoch
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "data.validation=0.2", "--epochs", "120",
+                 "--set", "train.evaluate=every(epochs=1)", "--out", str(tmp_path / "asked"), "--quiet",
+                 "--no-export"]) == 0
+    assert len(events(tmp_path / "asked", "eval")) == 120
+
+
+def test_round_intervals():
+    from dslc.runtime.training.intervals import round_up
+    assert [round_up(x) for x in (0.5, 1, 1.2, 2, 3, 5.5, 10, 11, 99, 100, 101)] == \
+        [1, 1, 2, 2, 5, 10, 10, 20, 100, 100, 200]
+
+
+def test_print_config_and_show_resolved_print_the_resolved_configuration_and_train_nothing(tmp_path, capsys):
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "opt=adam(lr=0.05)", "--print-config",
+                 "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+    assert "# variant: raw_adam" in printed and "optimizer: adam(lr=0.05, betas=[0.9, 0.999]" in printed
+    assert "evaluate: every(epochs=1)    # the default" in printed and "log: every(epochs=500)\n" in printed
+    assert main(["show", THERMO, "--variant", "raw_adam", "--set", "opt=adam(lr=0.05)", "--resolved"]) == 0
+    assert capsys.readouterr().out == printed
+    # every variant, one YAML document each; and the printed text is itself a spec
+    assert main(["train", THERMO, "--print-config"]) == 0
+    docs = capsys.readouterr().out.split("---\n")
+    assert [d.count("# variant: ") for d in docs] == [1, 1]
+    from dslc.compiler.check import check
+    from dslc.dsl.diagnostics import Source
+    from dslc.dsl.yaml_face import from_yaml
+    checked = check(from_yaml(docs[1], "r.yaml"), Source("r.yaml", docs[1]))
+    assert checked.train.optimizer.args["lr"] == 0.1 and checked.train.epochs == 5000
+    # --print-config of a run being resumed: the configuration it would continue with
+    out = tmp_path / "resumable"
+    assert train(THERMO, "--variant", "raw_adam", "--epochs", "3", "--out", out) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "9", "--print-config"]) == 0
+    assert "epochs: 9" in capsys.readouterr().out
+    assert summary(out)["steps"] == 3
+
+
+def test_print_config_imports_no_torch():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dslc", "train", THERMO, "--print-config"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in modules and "epochs: 5000" in proc.stdout

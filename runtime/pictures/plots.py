@@ -42,6 +42,22 @@ class PlotResult:
     pictures: list[Picture] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)      # (file name, why)
 
+    def to_json(self) -> str:
+        return json.dumps({"pictures": [[p.kind, p.title, p.variant, str(p.path)] for p in self.pictures],
+                           "skipped": [list(s) for s in self.skipped]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "PlotResult":
+        data = json.loads(text)
+        return cls([Picture(k, t, v, Path(p)) for k, t, v, p in data["pictures"]],
+                   [tuple(s) for s in data["skipped"]])
+
+    def merged(self, other: "PlotResult") -> "PlotResult":
+        """Both results, pictures in catalog order."""
+        order = list(PLOTS)
+        pictures = sorted(self.pictures + other.pictures, key=lambda p: (order.index(p.kind), p.path.name))
+        return PlotResult(pictures, self.skipped + other.skipped)
+
 
 class RunContext:
     """What the configurations of one run share: where the data lives, and data already loaded."""
@@ -235,11 +251,13 @@ def configurations(run_dir: Path, context: RunContext) -> list[Config]:
 
 
 def make_plots(run_dir: str | Path, data_root=None, only: list[str] | None = None, out: str | Path | None = None,
-               log=None, preloaded: dict | None = None) -> PlotResult:
+               log=None, preloaded: dict | None = None, part=None, index: bool = True) -> PlotResult:
     """Draw every picture that applies to the run into RUN_DIR/plots/ (or `out`); returns what was made.
 
     `preloaded` maps a configuration's name (its variant, None for a run without variants) to its trained
-    module (the run's chosen checkpoint) and loaded data, so nothing is read again."""
+    module (the run's chosen checkpoint) and loaded data, so nothing is read again. `part(kind)` draws only
+    the kinds it accepts, and `index=False` leaves plots/index.json to the caller (`write_index`): how
+    `dslc train` shares the drawing between two processes."""
     import matplotlib
     matplotlib.use("Agg", force=False)           # never open a window, even if pyplot is imported later
     run_dir = Path(run_dir)
@@ -255,6 +273,8 @@ def make_plots(run_dir: str | Path, data_root=None, only: list[str] | None = Non
         if skipped and log:
             log(f"not for this run: {', '.join(skipped)} (it gets: {', '.join(kinds)})")
         kinds = [k for k in kinds if k in only]
+    if part is not None:
+        kinds = [k for k in kinds if part(PLOTS[k])]
     folder = Path(out) if out is not None else run_dir / PLOTS_DIR
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,7 +297,8 @@ def make_plots(run_dir: str | Path, data_root=None, only: list[str] | None = Non
             result.pictures.append(Picture(name, kind.title + (f" [{variant}]" if variant else ""), variant, path))
     for config in configs:
         config.keep_arrays()
-    write_index(folder, result, keep_others=bool(only))
+    if index:
+        write_index(folder, result, keep_others=bool(only))
     return result
 
 

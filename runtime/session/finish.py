@@ -5,9 +5,10 @@ summary), so nothing is parsed, checked or loaded again: the module is built
 once per configuration with the weights of the run's chosen checkpoint (what
 `dslc eval` and `dslc export` use too), the export verifies on rows of the
 data already loaded (and keeps them in RUN/samples.npz for a later `dslc
-export`), and the plots reuse the same module and data. The plots are drawn in
-a forked child process while this one exports and verifies: two jobs for two
-cores. The libraries both need (onnx, onnxruntime, matplotlib: ~1 s of
+export`), and the plots reuse the same module and data. The plots that run the
+model are drawn in a forked child process while this one exports and verifies,
+then draws the plots that need only the run's metrics (the curves): two jobs
+for two cores. The libraries both need (onnx, onnxruntime, matplotlib: ~1 s of
 imports) are imported by a thread while the model trains (`start_warmup`), so
 neither job imports them afterwards and the child inherits them. Where forking
 is not safe (no fork on this platform, CUDA initialised, other threads
@@ -95,17 +96,25 @@ def finish_run(run: Path, trained: list, *, export: bool = True, plots: bool = T
     jobs = [f"exporting and verifying {_onnx_name(t)}" for t in exports] + (["drawing plots"] if draw else [])
     say(f"{_title(run, trained)}: {', '.join(jobs)} ...")
     child = None
+    plots_start = time.perf_counter()
     if draw and parallel and can_fork():
-        child = _fork(_draw, run, trained, modules, data_root, quiet)
+        child = _Child(lambda: _draw(run, trained, modules, data_root, part=lambda kind: kind.needs_model))
     status = 0
     for t in exports:
         status = _export(t, *modules[t.name], say) or status
-    if draw and child is None:
-        _draw(run, trained, modules, data_root, quiet)
-    if child is not None:
-        child.join()
-        if child.exitcode:
-            _err(f"plots not drawn: the drawing process ended with {_death(child.exitcode)} (the run itself is saved)")
+    if draw:
+        if child is None:
+            result = _draw(run, trained, modules, data_root)
+        else:
+            result = _draw(run, trained, modules, data_root, part=lambda kind: not kind.needs_model)
+            result = _plots_of_child(child, result)
+        if result is not None:
+            from dslc.runtime.pictures.plots import write_index
+            if result.pictures or result.skipped:
+                write_index(result_folder(run), result)
+            if result.pictures and not quiet:
+                print(f"plots: {result_folder(run)} ({len(result.pictures)} pictures in "
+                      f"{time.perf_counter() - plots_start:.1f}s)", flush=True)
     if exports and draw:
         say(f"{_title(run, trained)}: export and plots done in {time.perf_counter() - start:.1f}s")
     return status
@@ -161,24 +170,35 @@ def _export(t, module, ckpt: Path, say) -> int:
 # ---------------------------------------------------------------- plots
 
 
-def _draw(run: Path, trained: list, modules: dict, data_root, quiet: bool) -> None:
-    """Draw the run's plots with the trained modules and data in memory; failures are one line on stderr."""
+def result_folder(run: Path) -> Path:
+    from dslc.runtime.pictures.plots import PLOTS_DIR
+    return run / PLOTS_DIR
+
+
+def _draw(run: Path, trained: list, modules: dict, data_root, part=None):
+    """Draw (some of) the run's plots with the trained modules and data in memory; returns the PlotResult, or
+    None when drawing failed (said in one line on stderr: never fatal, the run is saved)."""
     from dslc.runtime.pictures.plots import make_plots
-    start = time.perf_counter()
     preloaded = {t.name: (modules[t.name][0], t.data) for t in trained}
     try:
-        result = make_plots(run, data_root=data_root, log=_err, preloaded=preloaded)
+        return make_plots(run, data_root=data_root, log=_err, preloaded=preloaded, part=part, index=False)
     except UserError as err:
         _err(f"plots not drawn: {err}")
-        return
     except Exception as err:            # a drawing bug must not hide that training succeeded
         if os.environ.get("DSLC_DEBUG"):
             raise
         _err(f"plots not drawn (a bug in dslc; the run itself is saved): {type(err).__name__}: {err}")
-        return
-    if result.pictures and not quiet:
-        print(f"plots: {result.pictures[0].path.parent} ({len(result.pictures)} pictures in "
-              f"{time.perf_counter() - start:.1f}s)", flush=True)
+    return None
+
+
+def _plots_of_child(child, mine):
+    """The child's PlotResult merged with this process's (None when neither drew anything)."""
+    from dslc.runtime.pictures.plots import PlotResult
+    theirs = child.result()
+    if theirs is None:
+        return mine
+    theirs = PlotResult.from_json(theirs)
+    return theirs if mine is None else mine.merged(theirs)
 
 
 def can_fork() -> bool:
@@ -193,24 +213,44 @@ def can_fork() -> bool:
     return torch is None or not torch.cuda.is_initialized()
 
 
-def _fork(target, *args):
-    """`target(*args)` in a forked child (it shares this process's memory: nothing is pickled)."""
-    import multiprocessing
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = multiprocessing.get_context("fork").Process(target=_child, args=(target, args), daemon=True)
-    child.start()
-    return child
+class _Child:
+    """`job()` in a forked child process (it shares this process's memory: nothing is pickled); its
+    PlotResult comes back as JSON text over a pipe."""
+
+    def __init__(self, job):
+        import multiprocessing
+        sys.stdout.flush()
+        sys.stderr.flush()
+        context = multiprocessing.get_context("fork")
+        self._read, write = context.Pipe(duplex=False)
+        self.process = context.Process(target=_child, args=(job, write), daemon=True)
+        self.process.start()
+        write.close()
+
+    def result(self) -> str | None:
+        """The child's result (None when it drew nothing or died, said on stderr), once it has ended."""
+        text = None
+        try:
+            text = self._read.recv_bytes().decode("utf-8")
+        except (EOFError, OSError):
+            pass
+        self.process.join()
+        if self.process.exitcode:
+            _err(f"plots not drawn: the drawing process ended with {_death(self.process.exitcode)} "
+                 f"(the run itself is saved)")
+        return text or None
 
 
-def _child(target, args) -> None:
+def _child(job, write) -> None:
     try:
         import torch
         torch.set_num_threads(1)          # one core for the drawing; the parent keeps the other
     except ImportError:
         pass
     try:
-        target(*args)
+        result = job()
+        write.send_bytes(result.to_json().encode("utf-8") if result is not None else b"")
     finally:
+        write.close()
         sys.stdout.flush()
         sys.stderr.flush()
