@@ -17,8 +17,8 @@ Two tables:
 Each command runs `--runs` times, interleaved with the floor; the table gives
 the fastest wall time (the run least disturbed on a shared machine), the
 median, the CPU time (user + sys of the process and its children, which a
-busy machine inflates far less than the wall time) and the ratio of the
-fastest wall time to the fastest floor. A benchmark, not a test: it prints
+busy machine inflates far less than the wall time; for `dslc train`, of the
+whole command) and the ratio of the fastest wall time to the fastest floor. A benchmark, not a test: it prints
 tables and flags what misses its target; the exit status is 1 when something
 does.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -158,7 +157,8 @@ def main() -> int:
     print(f"floor: `python -c \"import torch\"` fastest {floor:.2f} s, median {statistics.median(floors):.2f} s "
           f"wall, {statistics.median(floor_cpus):.2f} s CPU ({len(floors)} runs; load average {load:.1f} on "
           f"{os.cpu_count()} cores)\n")
-    print("dslc train: export, verification and plots after training (the tail), seconds")
+    print("dslc train: export, verification and plots after training (the tail), seconds; CPU is the whole "
+          "command's")
     print(head)
     for spec, results in tails.items():
         cut = f" ({' '.join(a for a in TRAIN_ARGS[spec] if not a.startswith(str(SHARED)))})" \
