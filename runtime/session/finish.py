@@ -93,7 +93,9 @@ def finish_run(run: Path, trained: list, *, export: bool = True, plots: bool = T
         return 0
     start = time.perf_counter()
     modules = {t.name: chosen_module(t.path, t.checked, t.summary) for t in trained}
-    jobs = [f"exporting and verifying {_onnx_name(t)}" for t in exports] + (["drawing plots"] if draw else [])
+    jobs = ([f"exporting and verifying {_onnx_name(exports[0])}"] if len(exports) == 1 else
+            [f"exporting and verifying {len(exports)} models (one a variant)"] if exports else [])
+    jobs += ["drawing plots"] if draw else []
     say(f"{_title(run, trained)}: {', '.join(jobs)} ...")
     child = None
     plots_start = time.perf_counter()
