@@ -194,4 +194,4 @@ def test_resume_of_something_that_is_not_a_run(tmp_path, capsys):
                     + LINE)
     assert "is not a directory" in train(capsys, spec, "--resume", tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    assert "has no checkpoints/last.pt" in train(capsys, spec, "--resume", tmp_path / "empty")
+    assert "is not a dslc run directory" in train(capsys, spec, "--resume", tmp_path / "empty")

@@ -41,9 +41,10 @@ train {
 """
 
 
-def spec_file(tmp_path, epochs=20):
+def spec_file(tmp_path, epochs=20, schedule=True):
     path = tmp_path / "resume.dlspec"
-    path.write_text(SPEC.replace("EPOCHS", str(epochs)))
+    text = SPEC.replace("EPOCHS", str(epochs))
+    path.write_text(text if schedule else text.replace("    schedule   = cosine()\n", ""))
     return path
 
 
@@ -132,10 +133,12 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     state = load_checkpoint(last)
     assert 0 < state["batch"] < 48 and state["step"] < 20 * 48          # mid-epoch, mid-run
 
-    assert main(["train", str(spec), "--resume", str(killed), "--quiet", "--no-export"]) == 0
+    spec.write_text("# edited after the run started: --resume uses the run's own copy\n" + spec.read_text())
+    assert main(["train", "--resume", str(killed)]) == 0                 # no SPEC, no flags
     a, b = summary(straight), summary(killed)
     assert b["steps"] == a["steps"] == 20 * 48
-    assert b["metrics"] == a["metrics"] and b["best"] == a["best"]
+    assert b["metrics"] == a["metrics"] and b["selection"] == a["selection"]
+    assert b["overrides"] == a["overrides"] == [] and b["spec_hash"] == a["spec_hash"]
     straight_state = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
     resumed_state = torch.load(last, weights_only=True)
     for k, v in straight_state["model"].items():
@@ -162,19 +165,46 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert state["step"] == s["steps"] and 0 < state["step"] < 400 * 48
 
 
-def test_resume_refuses_another_spec_and_corrupt_checkpoints(tmp_path, capsys):
+def test_resume_continues_extends_and_refuses_other_changes(tmp_path, capsys):
+    spec = spec_file(tmp_path, epochs=1, schedule=False)
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--quiet", "--no-export"]) == 0
+    before = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    # a finished run has nothing to do, and says how to extend it
+    assert main(["train", "--resume", str(out), "--quiet", "--no-export"]) == 0
+    assert "nothing to do" in capsys.readouterr().err and (out / "metrics.jsonl").read_text() == before
+    # --epochs extends it without --force, and the run remembers the new length
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet", "--no-export"]) == 0
+    s = summary(out)
+    assert s["steps"] == 2 * 48 and s["overrides"] == ["train.epochs=2"] and s["status"] == "completed"
+    assert json.loads((out / "run.json").read_text())["overrides"] == ["train.epochs=2"]
+    # anything else that changes what is trained needs --force
+    assert main(["train", "--resume", str(out), "--set", "train.seed=5", "--quiet", "--no-export"]) == 1
+    err = capsys.readouterr().err
+    assert "changing train.seed trains something else" in err and "--force" in err
+    other = tmp_path / "other.dlspec"
+    other.write_text(spec.read_text().replace("lr=0.01", "lr=0.02"))
+    assert main(["train", str(other), "--resume", str(out), "--epochs", "3", "--quiet", "--no-export"]) == 1
+    assert "is not the spec" in capsys.readouterr().err
+    assert main(["train", str(other), "--resume", str(out), "--epochs", "3", "--force", "--quiet",
+                 "--no-export"]) == 0
+    assert summary(out)["steps"] == 3 * 48
+
+
+def test_resume_refuses_to_stretch_a_schedule_and_corrupt_checkpoints(tmp_path, capsys):
     spec = spec_file(tmp_path, epochs=1)
     out = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(out), "--quiet", "--no-export"]) == 0
     capsys.readouterr()
-    assert main(["train", str(spec), "--resume", str(out), "--set", "train.epochs=2", "--quiet", "--no-export"]) == 1
-    assert "different spec" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--set", "train.epochs=2", "--quiet", "--no-export"]) == 1
+    assert "cosine schedule" in capsys.readouterr().err
     assert main(["train", str(spec), "--resume", str(out), "--set", "train.epochs=2", "--force",
                  "--quiet", "--no-export"]) == 0
     assert summary(out)["steps"] == 2 * 48                          # continued from epoch 1 to epoch 2
     last = out / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    assert main(["train", str(spec), "--resume", str(out), "--set", "train.epochs=2", "--quiet", "--no-export"]) == 1
+    assert main(["train", "--resume", str(out), "--set", "train.epochs=3", "--force", "--quiet", "--no-export"]) == 1
     err = capsys.readouterr().err
     assert "corrupt or truncated" in err and "Traceback" not in err
 

@@ -252,7 +252,7 @@ def test_worker_failure_interrupt_and_resume(runs, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("error: training stopped: worker rank 1 (pid ") and "was killed by SIGKILL" in err
-    assert f"continue with: dslc train {runs.spec} --resume {run} --nproc 2" in err
+    assert f"continue with: dslc train --resume {run} --nproc 2" in err
     killed_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert f"(step {killed_at}), is intact" in err and 0 < killed_at < STEPS
 

@@ -111,7 +111,7 @@ def test_metadata_describes_the_model(exported, tmp_path):
     assert json.loads(meta["dslc.outputs"]) == ["output"]
     prep = json.loads(meta["dslc.preprocessing"])
     assert prep["kind"] == "image" and prep["inputs"][0]["shape"] == [1, 28, 28] and prep["outputs"] == ["output"]
-    assert json.loads(meta["dslc.verification"])["exporter"] == "dynamo"
+    assert json.loads(meta["dslc.verification"])["exporter"] == "torchscript"
 
     checked, module, _ = exported("autoencoder_mnist")
     given = {"spec_hash": "abc123", "spec_name": "ae", "preprocessing": {"kind": "image", "outputs": ["a", "b"]}}

@@ -134,12 +134,30 @@ def test_history_reads_log_eval_and_end_events(tmp_path):
     text = "\n".join(json.dumps(x) for x in lines) + '\n{"event": "log", "ste'      # a torn last line
     (tmp_path / "metrics.jsonl").write_text(text)
     h = read_history(tmp_path, summary={"steps": 25, "epochs": 2.5})
-    assert h.series["train_loss"] == [(1, 2.0), (10, 1.0), (20, 0.5), (25, 0.4)]   # log lines, then the end's
+    # a run from before the renaming: its log lines' train_loss was the window mean, now train_loss_recent
+    assert h.series["train_loss_recent"] == [(1, 2.0), (10, 1.0), (20, 0.5)]
+    assert h.series["train_loss"] == [(25, 0.4)]                                     # the end's epoch mean
     assert h.series["val_loss"] == [(10, 1.5), (25, 1.2)]
     assert h.series["val_accuracy"] == [(10, 0.5), (25, 0.7)]
     assert h.lr == [(1, 0.1), (10, 0.05), (20, 0.01)]
     assert h.metrics == ["accuracy"]
     assert h.steps_per_epoch == 10
+
+
+def test_history_keeps_the_recent_window_and_the_epoch_mean_apart(tmp_path):
+    lines = [{"event": "log", "epoch": 1, "step": 5, "train_loss_recent": 2.0, "lr": 0.1},
+             {"event": "log", "epoch": 1, "step": 10, "train_loss_recent": 1.0, "train_loss": 1.5, "lr": 0.1},
+             {"event": "eval", "epoch": 1, "step": 10, "train_loss": 1.5, "val_loss": 1.4},
+             {"event": "log", "epoch": 2, "step": 20, "train_loss_recent": 0.5, "train_loss": 0.7, "lr": 0.1},
+             {"event": "eval", "epoch": 2, "step": 20, "train_loss": 0.7, "val_loss": 1.6},
+             {"event": "end", "status": "completed", "epoch": 2, "step": 20, "checkpoint": "best.pt",
+              "metrics": {"train_loss": 0.7, "val_loss": 1.6}}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    h = read_history(tmp_path, summary={"steps": 20, "epochs": 2, "selection": {"rule": "best", "step": 10}})
+    assert h.series["train_loss_recent"] == [(5, 2.0), (10, 1.0), (20, 0.5)]
+    assert h.series["train_loss"] == [(10, 1.5), (20, 0.7)]
+    assert h.series["val_loss"] == [(10, 1.4), (20, 1.6)]
+    assert h.chosen_step == 10 and h.metrics == []
 
 
 def test_history_of_a_bad_metrics_file_is_a_user_error(tmp_path):
@@ -243,3 +261,37 @@ def test_a_classifier_with_variants_gets_pictures_per_variant(tmp_path):
                      "predictions-slow.png", "predictions-fast.png", "embedding-slow.png", "embedding-fast.png"]
     for p in result.pictures:
         assert_png(p.path, PLOTS[p.kind].pixels)
+
+
+# ---------------------------------------------------------------- drawing again without torch
+
+
+def test_drawing_again_reuses_what_the_model_computed_and_needs_no_torch(tmp_path):
+    """plot_inputs.npz keeps the model's outputs the pictures need: a later `dslc plot` draws the same pictures
+    without torch or the data, and computes again once the checkpoint is another."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    run = tmp_path / "run"
+    assert short_run("cnn_mnist", run) == 0
+    make_plots(run)
+    kept = np.load(run / "plot_inputs.npz", allow_pickle=False)
+    assert {"classified/scores", "classified/true", "gallery/images", "embedding/points"} <= set(kept.files)
+    before = kept["classified/scores"]
+    code = ("import sys; from dslc.cli import main; code = main(['plot', sys.argv[1], '--out', sys.argv[2]]); "
+            "print('torch' in sys.modules, 'torchvision' in sys.modules); sys.exit(code)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, str(run), str(tmp_path / "again")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False False"
+    assert sorted(p.name for p in (tmp_path / "again").glob("*.png")) == sorted(
+        p.name for p in (run / "plots").glob("*.png"))
+    # another checkpoint (the run trained on): the arrays are computed again, from the new weights
+    assert main(["train", "--resume", str(run), "--steps", "14", "--quiet", "--no-export", "--no-plots"]) == 0
+    proc = subprocess.run([sys.executable, "-c", code, str(run), str(tmp_path / "third")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "True True", proc.stderr
+    assert not np.array_equal(np.load(run / "plot_inputs.npz")["classified/scores"], before)

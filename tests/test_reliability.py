@@ -169,7 +169,7 @@ def test_training_stops_cleanly_when_the_disk_fills(tmp_path, monkeypatch, capsy
     line = one_error(capsys)
     assert "cannot write checkpoint" in line and "No space left on device" in line
     assert load_checkpoint(first)["step"] == 1                       # the good one, unharmed
-    assert sorted(p.name for p in first.parent.iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in first.parent.iterdir()) == ["last.pt"]     # no validation split: no best.pt
 
 
 # ---------------------------------------------------------------- NaN and infinity
@@ -277,7 +277,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     assert "SIGINT: saving a checkpoint at step" in out
-    assert f"interrupted; continue with: dslc train {spec} --resume {run}" in out     # the progress lines
+    assert f"interrupted; continue with: dslc train --resume {run}" in out     # the progress lines
     s = summary(run)
     assert s["status"] == "interrupted" and s["signal"] == signal.SIGINT
     state = load_checkpoint(run / "checkpoints" / "last.pt", s["spec_hash"])
@@ -302,7 +302,7 @@ def test_commands_refuse_a_damaged_checkpoint_with_one_line(trained, tmp_path, c
     import shutil
     run = tmp_path / "run"
     shutil.copytree(trained, run)
-    best = run / "checkpoints" / "best.pt"
+    best = run / "checkpoints" / summary(run)["selection"]["checkpoint"]     # the one the commands read
     data = best.read_bytes()
     best.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
     rows = tmp_path / "x.csv"

@@ -38,7 +38,8 @@ def test_thermometer_scaled_sgd_reproduces_the_seed(thermometer_run):
     s = summary(thermometer_run)["variants"]["scaled_sgd"]
     first = events(thermometer_run / "variants" / "scaled_sgd", "log")[0]
     assert (first["epoch"], first["step"]) == (1, 1)
-    assert first["train_loss"] == pytest.approx(80.364, rel=1e-4)        # epoch 0 of the seed: w=1, b=0 on t_u*0.1
+    assert first["train_loss_recent"] == pytest.approx(80.364, rel=1e-4)  # epoch 0 of the seed: w=1, b=0 on t_u*0.1
+    assert first["train_loss"] == first["train_loss_recent"]             # one step is the whole first epoch
     assert s["metrics"]["train_loss"] == pytest.approx(2.92765, rel=1e-4)
     assert s["params"]["w"] == pytest.approx(5.3671, rel=1e-4)
     assert s["params"]["b"] == pytest.approx(-17.3012, rel=1e-4)
@@ -48,7 +49,7 @@ def test_thermometer_scaled_sgd_reproduces_the_seed(thermometer_run):
 def test_thermometer_raw_adam_reproduces_the_seed(thermometer_run):
     s = summary(thermometer_run)["variants"]["raw_adam"]
     first = events(thermometer_run / "variants" / "raw_adam", "log")[0]
-    assert first["train_loss"] == pytest.approx(1763.88, rel=1e-4)      # w=1, b=0 on the raw t_u
+    assert first["train_loss_recent"] == pytest.approx(1763.88, rel=1e-4)   # w=1, b=0 on the raw t_u
     assert s["params"]["w"] == pytest.approx(0.5368, rel=1e-3)
     assert s["params"]["b"] == pytest.approx(-17.3048, rel=1e-4)
 
@@ -63,10 +64,12 @@ def test_variant_run_directory_layout(thermometer_run):
     assert (thermometer_run / "spec.dlspec").read_text() == (SPECS / "thermometer.dlspec").read_text()
     for name in ("scaled_sgd", "raw_adam"):
         v = thermometer_run / "variants" / name
-        for f in ("spec.dlspec", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
-                  "checkpoints/best.pt"):
+        for f in ("spec.dlspec", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints/last.pt"):
             assert (v / f).is_file(), f
         s = summary(v)
+        # no validation split: no best.pt, the run's checkpoint is last.pt and its figures are the final ones
+        assert not (v / "checkpoints" / "best.pt").exists()
+        assert s["selection"]["checkpoint"] == "last.pt" and s["checkpoint"].endswith("last.pt")
         assert s["variant"] == name and s["data"]["preprocessing"]["kind"] == "table"
         assert s["data"]["counts"]["train"] == 11
         assert events(v)[-1]["event"] == "end"
@@ -95,10 +98,15 @@ def test_validation_split_reports_train_and_validation_loss(tmp_path):
     assert s["variant"] == "scaled_sgd" and s["variants"] == {}
     assert s["data"]["counts"] == {"train": 9, "validation": 2, "test": 0}
     assert s["metrics"]["train_loss"] > 0 and s["metrics"]["val_loss"] > 0
-    assert s["best"]["by"] == "val_loss"
+    sel = s["selection"]
+    assert (sel["checkpoint"], sel["rule"], sel["metric"], sel["mode"]) == ("best.pt", "best", "val_loss", "min")
     evals = events(out, "eval")
-    assert len(evals) == 300 and all("val_loss" in e for e in evals)
-    assert evals[-1]["val_loss"] == s["metrics"]["val_loss"]
+    # evaluate is not in the spec: 300 epochs get one evaluation every 10 (at most 50), not 300
+    assert [e["epoch"] for e in evals] == list(range(10, 301, 10)) and all("val_loss" in e for e in evals)
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert sel["step"] == best["step"] and sel["value"] == best["val_loss"]
+    assert s["metrics"] == {k: v for k, v in best.items() if k in ("train_loss", "val_loss")}
+    assert (out / "checkpoints" / "best.pt").is_file()
     assert "data.validation=0.2" in s["overrides"] and "train.epochs=300" in s["overrides"]
 
 
@@ -107,9 +115,14 @@ def test_eval_command_matches_the_summary(tmp_path, capsys):
     assert train(THERMO, "--variant", "scaled_sgd", "--set", "data.validation=0.2", "--epochs", 50,
                  "--out", out) == 0
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "validation", "--checkpoint", "last", "--json"]) == 0
+    s = summary(out)
+    assert main(["eval", str(out), "--split", "validation", "--json"]) == 0      # the chosen checkpoint: best.pt
     result = json.loads(capsys.readouterr().out)
-    assert result["validation_loss"] == pytest.approx(summary(out)["metrics"]["val_loss"], rel=1e-6)
+    assert result["checkpoint"].endswith("best.pt")
+    assert result["val_loss"] == pytest.approx(s["metrics"]["val_loss"], rel=1e-6)
+    assert main(["eval", str(out), "--split", "validation", "--checkpoint", "last", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert last["val_loss"] == pytest.approx(events(out, "eval")[-1]["val_loss"], rel=1e-6)
     assert main(["eval", str(out), "--split", "test"]) == 1
     assert "no test split" in capsys.readouterr().err
 
@@ -148,8 +161,9 @@ def test_jsonl_prints_one_object_per_event(tmp_path, capsys):
     records = [json.loads(line) for line in lines]
     assert [r["event"] for r in records] == ["log"] * 3 + ["end"]            # epochs 1, 500, 1000
     assert [r["epoch"] for r in records[:3]] == [1, 500, 1000]
-    # a log line is the mean over its window of epochs; the final train loss is the last epoch's
-    assert 0 < records[-1]["metrics"]["train_loss"] < records[2]["train_loss"] < records[1]["train_loss"]
+    # train_loss_recent is the mean over the log line's window of epochs; train_loss the last epoch's
+    assert 0 < records[-1]["metrics"]["train_loss"] < records[2]["train_loss_recent"] < records[1]["train_loss_recent"]
+    assert records[2]["train_loss"] == records[-1]["metrics"]["train_loss"]
 
 
 def test_plain_lines_when_not_a_terminal(tmp_path, capsys):
@@ -272,3 +286,67 @@ def test_warmup_scales_the_first_steps_linearly(tmp_path):
     assert train(THERMO, "--variant", "scaled_sgd", "--steps", 1, "--set", "train.warmup_steps=4", "--out", warm) == 0
     step = lambda p: 1.0 - summary(p)["params"]["w"]                  # w starts at 1.0; same gradient both times
     assert step(warm) == pytest.approx(step(plain) / 4, rel=1e-5)
+
+
+# ---------------------------------------------------------------- what is printed, and the resolved configuration
+
+
+def test_a_long_run_prints_at_most_about_a_hundred_lines(tmp_path, capsys):
+    """thermometer's 5,000 epochs with a validation split: `evaluate` is not in the spec, so it is widened
+    (every 100 epochs), while the spec's own `log = every(epochs=500)` is kept."""
+    out = tmp_path / "run"
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "data.validation=0.2", "--out", str(out),
+                 "--no-export", "--no-plots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 100, len(lines)
+    assert len(events(out, "eval")) == 50 and len(events(out, "log")) == 11       # epoch 1, then every 500
+    resolved = (out / "resolved.yaml").read_text()
+    assert "evaluate: every(epochs=100)" in resolved and "log: every(epochs=500)" in resolved
+    # what a spec says is kept: evaluating every epoch, when asked, evaluates every epoch
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "data.validation=0.2", "--epochs", "120",
+                 "--set", "train.evaluate=every(epochs=1)", "--out", str(tmp_path / "asked"), "--quiet",
+                 "--no-export"]) == 0
+    assert len(events(tmp_path / "asked", "eval")) == 120
+
+
+def test_round_intervals():
+    from dslc.runtime.training.intervals import round_up
+    assert [round_up(x) for x in (0.5, 1, 1.2, 2, 3, 5.5, 10, 11, 99, 100, 101)] == \
+        [1, 1, 2, 2, 5, 10, 10, 20, 100, 100, 200]
+
+
+def test_print_config_and_show_resolved_print_the_resolved_configuration_and_train_nothing(tmp_path, capsys):
+    assert main(["train", THERMO, "--variant", "raw_adam", "--set", "opt=adam(lr=0.05)", "--print-config",
+                 "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+    assert "# variant: raw_adam" in printed and "optimizer: adam(lr=0.05, betas=[0.9, 0.999]" in printed
+    assert "evaluate: every(epochs=1)    # the default" in printed and "log: every(epochs=500)\n" in printed
+    assert main(["show", THERMO, "--variant", "raw_adam", "--set", "opt=adam(lr=0.05)", "--resolved"]) == 0
+    assert capsys.readouterr().out == printed
+    # every variant, one YAML document each; and the printed text is itself a spec
+    assert main(["train", THERMO, "--print-config"]) == 0
+    docs = capsys.readouterr().out.split("---\n")
+    assert [d.count("# variant: ") for d in docs] == [1, 1]
+    from dslc.compiler.check import check
+    from dslc.dsl.diagnostics import Source
+    from dslc.dsl.yaml_face import from_yaml
+    checked = check(from_yaml(docs[1], "r.yaml"), Source("r.yaml", docs[1]))
+    assert checked.train.optimizer.args["lr"] == 0.1 and checked.train.epochs == 5000
+    # --print-config of a run being resumed: the configuration it would continue with
+    out = tmp_path / "resumable"
+    assert train(THERMO, "--variant", "raw_adam", "--epochs", "3", "--out", out) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "9", "--print-config"]) == 0
+    assert "epochs: 9" in capsys.readouterr().out
+    assert summary(out)["steps"] == 3
+
+
+def test_print_config_imports_no_torch():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dslc", "train", THERMO, "--print-config"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in modules and "epochs: 5000" in proc.stdout

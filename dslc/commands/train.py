@@ -1,8 +1,9 @@
-"""The `dslc train` and `dslc eval` commands.
+"""The `dslc train` and `dslc eval` commands: argument handling only (the work is in runtime/session/).
 
     dslc train SPEC [--set NAME=VALUE]... [--variant NAME] [--epochs N] [--steps N] [--out DIR]
-               [--seed S] [--device D] [--data-root DIR] [--resume RUN_DIR] [--force]
-               [--quiet] [--jsonl] [--no-export] [--no-plots] [--nproc N] [--nan stop|skip]
+               [--seed S] [--device D] [--data-root DIR] [--force] [--quiet] [--jsonl]
+               [--no-export] [--no-plots] [--nproc N] [--nan stop|skip] [--print-config]
+    dslc train --resume RUN_DIR [SPEC] [--epochs N] [--set NAME=VALUE]... [--force] ...
     dslc eval RUN_DIR [--split test|validation|train] [--variant V] [--checkpoint best|last]
 
 `--epochs`, `--steps` and `--seed` are shorthands for `--set train.epochs=N`
@@ -10,11 +11,14 @@
 `--set train.seed=S`; like every override they are part of the spec hash.
 `--device` is not: it chooses where to run, not what is trained. A spec with
 variants trains every variant (or only `--variant NAME`) and prints their
-results side by side. `--nproc N` trains on N local processes through
-torch.distributed (see distributed.py); a `dslc train` started by `torchrun`
-joins its workers by itself. `--nan` says what a NaN or infinite loss does:
-stop the run (the default; the checkpoint on disk stays the last good one) or
-skip that step's update. Nothing here imports torch at module level.
+results side by side. `--resume RUN` continues a run with the spec and
+overrides it stored (runtime/session/plan.py); `--epochs N` there extends it.
+`--print-config` prints the resolved configuration and exits. `--nproc N`
+trains on N local processes through torch.distributed (see distributed.py); a
+`dslc train` started by `torchrun` joins its workers by itself. `--nan` says
+what a NaN or infinite loss does: stop the run (the default; the checkpoint on
+disk stays the last good one) or skip that step's update. Nothing here imports
+torch at module level.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ EXIT_INTERRUPTED = {2: 130, 15: 143}       # SIGINT, SIGTERM
 
 def add_commands(add, overrides) -> None:
     sp = add("train", cmd_train, "train a spec's model into a run directory (runs/<spec>/<time>/)")
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", nargs="?",
+                    help="the spec to train (with --resume: optional, the run keeps its own copy)")
     overrides(sp)
     sp.add_argument("--variant", metavar="NAME", help="train only this variant")
     sp.add_argument("--epochs", type=_positive, metavar="N", help="train for N epochs (same as --set train.epochs=N)")
@@ -38,9 +43,13 @@ def add_commands(add, overrides) -> None:
     sp.add_argument("--out", metavar="DIR", help="write the run here instead of runs/<spec>/<time>/")
     sp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default: the spec's device)")
     sp.add_argument("--data-root", metavar="DIR", help="where the data lives (default: $DSLC_DATA_ROOT, then the spec)")
-    sp.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    sp.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue the run in RUN_DIR from its last checkpoint, with the spec and overrides it "
+                         "stored; --epochs/--steps extend it, other --set changes need --force")
     sp.add_argument("--force", action="store_true",
-                    help="resume from a checkpoint of a different spec, or replace the run in --out")
+                    help="resume with another spec or other settings, or replace the run in --out")
+    sp.add_argument("--print-config", action="store_true",
+                    help="print the resolved configuration (variables substituted, defaults filled) and exit")
     out = sp.add_mutually_exclusive_group()
     out.add_argument("--quiet", action="store_true", help="print nothing while training")
     out.add_argument("--jsonl", action="store_true", help="print one JSON object per log/eval event")
@@ -79,6 +88,10 @@ def _positive(text: str) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.print_config:
+        from dslc.runtime.session.plan import resolved_config
+        sys.stdout.write(resolved_config(plan_from_args(args)))
+        return 0
     from dslc.runtime.training.distributed import World
     world = World.from_env()
     if world.size > 1:
@@ -91,201 +104,24 @@ def cmd_train(args) -> int:
     return _train(args, world)
 
 
-def _configurations(args):
-    """The spec, its source, the overrides and one checked configuration per variant to train (errors first)."""
-    from dslc.dsl.parse import read_spec
-
-    from dslc.runtime.training.run_dir import check_configuration
-
-    spec, source = read_spec(args.spec)
-    overrides = list(args.set or [])
-    overrides += [f"train.epochs={args.epochs}"] if args.epochs else []
-    overrides += [f"train.steps={args.steps}"] if args.steps else []
-    overrides += [f"train.seed={args.seed}"] if args.seed is not None else []
-    names = [args.variant] if args.variant else [v.name for v in spec.variants] or [None]
-    configs = {name: check_configuration(spec, source, overrides, name) for name in names}   # every error first
-    for checked in configs.values():
-        if checked.train is None:
-            raise UserError(f"{args.spec} has no train block, so there is nothing to train")
-    return source, overrides, configs
-
-
-def _resume_dir(path: str) -> Path:
-    run = Path(path)
-    if not run.is_dir():
-        raise UserError(f"cannot resume: {run} is not a directory")
-    return run
+def plan_from_args(args):
+    """The TrainPlan the arguments describe: a new run of SPEC, or the run in --resume continued."""
+    from dslc.runtime.session.plan import plan_new, plan_resume, shorthand_overrides
+    overrides = shorthand_overrides(args.set, args.epochs, args.steps, args.seed)
+    if args.resume:
+        return plan_resume(args.resume, args.spec, overrides, args.variant, args.force,
+                           data_root=args.data_root, device=args.device, nan=args.nan)
+    if args.spec is None:
+        raise UserError("which spec? give SPEC, or --resume RUN_DIR to continue a run")
+    return plan_new(args.spec, overrides, args.variant, data_root=args.data_root, device=args.device, nan=args.nan)
 
 
 def _train(args, world) -> int:
-    from dslc.runtime.training.distributed import from_main, join
-    from dslc.runtime.training.run_dir import new_run_dir, write_json
-
-    source, overrides, configs = _configurations(args)
-    several = len(configs) > 1
-    if world.size > 1:
-        from dslc.runtime.training.loop import pick_device
-        first = next(iter(configs.values()))
-        join(world, pick_device(args.device or first.train.device).type == "cuda")
-    if args.resume:
-        run = from_main(world, lambda: _resume_dir(args.resume))
-    else:
-        run = from_main(world, lambda: new_run_dir(args.spec, args.out, args.force))
-    mode = "quiet" if args.quiet or not world.main else "jsonl" if args.jsonl else "auto"
-
-    summaries: dict = {}
-    status = 0
-    for name, checked in configs.items():
-        path = run / "variants" / name if several else run
-        summary, code = train_configuration(args, checked, source.text, overrides, path, run, mode, several, world)
-        summaries[name] = summary
-        status = status or code
-        if code in EXIT_INTERRUPTED.values():
-            break
-    if not world.main:
-        return status
-    if several:
-        from dslc.runtime.training.run_dir import spec_hash, spec_file_name, write_text
-        write_text(run / spec_file_name(args.spec), source.text)
-        first = next(iter(summaries.values()))
-        write_json(run / "summary.json", {
-            "spec": args.spec, "spec_path": str(Path(args.spec).resolve()),
-            "spec_hash": spec_hash(source.text, overrides, None), "seed": first["seed"], "device": first["device"],
-            "epochs": {k: s["epochs"] for k, s in summaries.items()},
-            "steps": {k: s["steps"] for k, s in summaries.items()},
-            "wall_seconds": round(sum(s["wall_seconds"] for s in summaries.values()), 3),
-            "metrics": {k: s["metrics"] for k, s in summaries.items()},
-            "params": {k: s["params"] for k, s in summaries.items()},
-            "checkpoint": None, "data": None, "overrides": overrides, "variant": None,
-            "variants": summaries,
-        })
-        if mode == "auto":
-            print(side_by_side(summaries))
-    elif mode == "auto" and status == 0:
-        print(f"run: {run}")
-    if status == 0 and not args.no_plots:
-        from dslc.commands.pictures import make_plots_after_training
-        make_plots_after_training(run, args.data_root, quiet=mode != "auto")
-    return status
-
-
-def _read_resume(path: Path, digest: str, force: bool, several: bool) -> dict | None:
-    """The checkpoint to continue from (None for a variant that had not started)."""
-    from dslc.runtime.training.checkpoint import load_checkpoint
-    last = path / "checkpoints" / "last.pt"
-    if last.exists():
-        return load_checkpoint(last, digest, force)
-    if not several:
-        raise UserError(f"cannot resume: {path} has no checkpoints/last.pt")
-    return None
-
-
-def train_configuration(args, checked, text: str, overrides: list[str], path: Path, run: Path, mode: str,
-                        several: bool, world=None) -> tuple[dict, int]:
-    """Train (or resume) one configuration into `path`; returns its summary and an exit status.
-
-    With several ranks every rank trains and rank 0 alone writes (the others return an empty summary).
-    """
-    import time
-
-    from dslc import __version__
-
-    from dslc.runtime.training.distributed import SINGLE, from_main
-    from dslc.runtime.training.progress import Progress
-    from dslc.runtime.training.run_dir import MetricsLog, spec_hash, write_json, write_spec_files
-    from dslc.runtime.training.loop import StopRequest, fit, pick_device
-
-    world = world or SINGLE
-    variant = checked.variant
-    digest = spec_hash(text, overrides, variant)
-    resume = None
-    if args.resume:
-        resume = from_main(world, lambda: _read_resume(path, digest, args.force, several))
-    if world.main:
-        path.mkdir(parents=True, exist_ok=True)
-    title = variant or Path(args.spec).stem
-    progress = Progress(mode, title, variant=variant if several else None)
-    device = pick_device(args.device or checked.train.device)
-    if world.size > 1 and device.type == "cuda":
-        import torch
-        device = torch.device("cuda", world.local_rank)
-    data = _load_data_in_turn(checked, args.data_root, world)
-    log = None
-    if world.main:
-        write_spec_files(path, args.spec, text, checked, overrides)
-        log = MetricsLog(path / "metrics.jsonl", keep=resume["loop"]["events"] if resume else 0)
-    try:
-        result = fit(checked, data, path, spec_hash=digest, device=device, progress=progress, resume=resume,
-                     stop=StopRequest(), log_events=log, world=world, nan=args.nan)
-        end = {"event": "end", "status": result["status"], "epoch": result["epochs"], "step": result["steps"],
-               "metrics": result["metrics"], "wall_seconds": result["wall_seconds"]}
-        if log is not None:
-            log(end)
-    finally:
-        if log is not None:
-            log.close()
-    if not world.main:
-        return {}, EXIT_INTERRUPTED.get(result.get("signal"), 130) if result["status"] == "interrupted" else 0
-    summary = {
-        "spec": args.spec, "spec_path": str(Path(args.spec).resolve()), "spec_hash": digest,
-        "model": checked.model.name, "variant": variant, "overrides": overrides, "seed": checked.train.seed,
-        **result, "data": data.info, "variants": {}, "dslc_version": __version__,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    write_json(path / "summary.json", summary)
-    progress.finish(summary)
-    if result.get("skipped_steps"):
-        progress.message(f"--nan skip left out the updates of {result['skipped_steps']} step(s) whose loss or "
-                         f"gradients were NaN or infinite", always=True)
-    if result["status"] == "diverged":
-        print(f"error: {diverged_message(result, path)}", file=sys.stderr)
-        return summary, 1
-    if result["status"] == "interrupted":
-        if not _parent_reports():
-            how = f"torchrun ... -m dslc train {args.spec}" if world.size > 1 else f"dslc train {args.spec}"
-            progress.message(f"interrupted; continue with: {how} --resume {run}", always=True)
-        return summary, EXIT_INTERRUPTED.get(result.get("signal"), 130)
-    if checked.export is not None and checked.export.auto and not args.no_export:
-        try:
-            from dslc.runtime.export.onnx_export import export_run
-            onnx = export_run(path, log=progress.message)
-        except UserError as err:
-            progress.message(f"export failed: {err}", always=True)
-            return summary, 1
-        summary["onnx"] = str(onnx)
-        write_json(path / "summary.json", summary)
-        progress.message(f"exported {onnx}")
-    return summary, 0
-
-
-def diverged_message(result: dict, path: Path) -> str:
-    """One line: where the loss (or the weights) stopped being finite, and which checkpoint is the good one."""
-    d = result["diverged"]
-    what = "training loss" if d["what"] == "loss" else "model's weights"
-    last = path / "checkpoints" / "last.pt"
-    kept = (f"the last good checkpoint, {last} (step {result['saved_step']}), is kept"
-            if result.get("saved_step") is not None else "no checkpoint had been written yet")
-    return (f"the {what} became NaN or infinite at step {d['step']} (epoch {d['epoch']}); training stopped and "
-            f"{kept}; try a lower learning rate or clip_grad_norm in the train block, or --nan skip to skip "
-            f"such steps")
-
-
-def _load_data_in_turn(checked, data_root, world):
-    """load_data; with several ranks, each node's local rank 0 first (it may download or unpack into a
-    cache the others then read), and the other ranks' notices are not repeated."""
-    from dslc.runtime.data.dataset import load_data
-    if world.size == 1:
-        return load_data(checked, data_root=data_root)      # prints its own notices (bundled samples, ...)
-    import contextlib
-    import io
-    first = world.local_rank == 0
-    if not first:
-        world.barrier()
-    with contextlib.redirect_stderr(io.StringIO()) if not world.main else contextlib.nullcontext():
-        data = load_data(checked, data_root=data_root)
-    if first:
-        world.barrier()
-    return data
+    from dslc.runtime.session.train import TrainOptions, train_plan
+    plan = plan_from_args(args)
+    options = TrainOptions(out=args.out, force=args.force, export=not args.no_export, plots=not args.no_plots,
+                           mode="quiet" if args.quiet else "jsonl" if args.jsonl else "auto")
+    return train_plan(plan, options, world).status
 
 
 # ---------------------------------------------------------------- several processes
@@ -339,13 +175,13 @@ def _first_line(err: BaseException) -> str:
 
 def _launch_workers(args) -> int:
     """`dslc train --nproc N`: check once, make the run directory, start N workers, report their outcome."""
+    from dslc.runtime.session.train import read_resume
     from dslc.runtime.training.checkpoint import load_checkpoint
     from dslc.runtime.training.distributed import launch
-    from dslc.runtime.training.run_dir import new_run_dir, spec_hash
+    from dslc.runtime.training.run_dir import new_run_dir
 
-    source, overrides, configs = _configurations(args)
-    several = len(configs) > 1
-    device = args.device or next(iter(configs.values())).train.device
+    plan = plan_from_args(args)
+    device = plan.device or next(iter(plan.configs.values())).train.device
     if device != "cpu":
         import torch
 
@@ -355,19 +191,19 @@ def _launch_workers(args) -> int:
         if args.nproc > gpus > 0:
             raise UserError(f"--nproc {args.nproc} needs one GPU per process and this machine has {gpus}; "
                             f"use --nproc {gpus}, or --device cpu to train on CPU processes")
-    if args.resume:
-        run = _resume_dir(args.resume)
-        for name, checked in configs.items():          # refuse a wrong checkpoint here, once
-            path = run / "variants" / name if several else run
-            if (path / "checkpoints" / "last.pt").exists() or not several:
-                _read_resume(path, spec_hash(source.text, overrides, checked.variant), args.force, several)
+    if plan.resume is not None:
+        run = plan.resume
+        for name, checked in plan.configs.items():          # refuse a wrong checkpoint here, once
+            path = run / "variants" / name if plan.several else run
+            if (path / "checkpoints" / "last.pt").exists() or not plan.several:
+                read_resume(path, plan.stored_digest(checked.variant), plan.force, plan.several)
     else:
-        run = new_run_dir(args.spec, args.out, args.force)
+        run = new_run_dir(plan.spec, args.out, args.force)
     outcome = launch(worker_argv(args, run), args.nproc)
     if outcome.ok:
         return 0
     kept = _kept_checkpoint(run, load_checkpoint)
-    again = f"; continue with: dslc train {args.spec} --resume {run} --nproc {args.nproc}" if kept[1] else ""
+    again = f"; continue with: dslc train --resume {run} --nproc {args.nproc}" if kept[1] else ""
     if outcome.signal is not None:
         print(f"interrupted; {kept[0]}{again}", file=sys.stderr)
         return EXIT_INTERRUPTED.get(outcome.signal, 130)
@@ -391,7 +227,7 @@ def _kept_checkpoint(run: Path, load) -> tuple[str, bool]:
 
 def worker_argv(args, run: Path) -> list[str]:
     """The `dslc train` arguments of each worker: the parent's, with the run directory it made (no --nproc)."""
-    argv = [args.spec]
+    argv = [args.spec] if args.spec is not None else []
     for value in args.set or []:
         argv += ["--set", value]
     for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--steps", args.steps),
@@ -410,58 +246,22 @@ def worker_argv(args, run: Path) -> list[str]:
     return argv
 
 
-def side_by_side(summaries: dict) -> str:
-    """A table of each variant's final metrics and scalar params."""
-    keys = []
-    for s in summaries.values():
-        keys += [k for k in s["metrics"] if k not in keys]
-    params = []
-    for s in summaries.values():
-        params += [k for k in s["params"] if k not in params]
-    rows = [("", *summaries)] + [(k, *(_cell(s["metrics"].get(k)) for s in summaries.values())) for k in keys]
-    rows += [(k, *(_cell(s["params"].get(k)) for s in summaries.values())) for k in params]
-    rows += [("steps", *(str(s["steps"]) for s in summaries.values()))]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
-
-
-def _cell(v) -> str:
-    return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
 # ---------------------------------------------------------------- dslc eval
 
 
 def cmd_eval(args) -> int:
     import json
 
-    from dslc.runtime.data.dataset import load_data
-    from dslc.runtime.training.loss import make_loss, make_metrics
-    from dslc.runtime.training.run_dir import load_run
-    from dslc.runtime.training.loop import evaluate, pick_device
-
-    run = load_run(args.run_dir, args.variant, args.checkpoint)
-    data = load_data(run.checked, data_root=args.data_root)
-    available = {"test": data.test, "validation": data.validation, "train": data.train}
-    name = args.split or next(k for k in ("test", "validation", "train") if available[k] is not None)
-    split = available[name]
-    if split is None:
-        have = ", ".join(k for k, v in available.items() if v is not None)
-        raise UserError(f"this run's data has no {name} split; it has: {have}")
-    device = pick_device(args.device)
-    module = run.module.to(device)
-    module.reset_state()
-    result = evaluate(module, split.to(device) if device.type != "cpu" else split, make_loss(run.checked, module),
-                      make_metrics(run.checked), run.checked.data.batch, device)
-    record = {"run": str(run.path), "checkpoint": str(run.checkpoint), "split": name, "samples": split.n,
-              **{f"{name}_{k}": v for k, v in result.items()}}
+    from dslc.runtime.session.evaluate import evaluate_run
+    record = evaluate_run(args.run_dir, args.split, args.variant, args.checkpoint, args.device, args.data_root)
     if args.json:
         print(json.dumps(record))
     else:
-        print(f"{run.path} ({run.checkpoint.name}), {name} split, {split.n} samples")
-        for k, v in result.items():
-            print(f"  {k:<10} {v:.6g}")
+        print(f"{record['run']} ({Path(record['checkpoint']).name}), {record['split']} split, "
+              f"{record['samples']} samples")
+        for k, v in record.items():
+            if k not in ("run", "checkpoint", "split", "samples"):
+                print(f"  {k:<16} {v:.6g}")
     return 0
 
 

@@ -10,14 +10,16 @@ temporary name and only moved into place once `onnx_verify.verify` passes.
 `export_run` does the same for a trained run directory, on real samples of
 the run's data.
 
-Which exporter: torch.onnx's default (dynamo) one, except for models with
-recurrent layers (rnn, lstm, gru), which use the TorchScript exporter.
-Measured with torch 2.14.1: the dynamo exporter unrolls `rnn` over the example's
-time steps (a fixed length even in a fresh process), and after one GRU export in
-a process it freezes the next GRU export's length axis to the example length
-(the batch axis stays dynamic). The TorchScript exporter emits ONNX's own
-RNN/LSTM/GRU operators with a dynamic length axis, however many exports came
-before, and the two-length parity check would catch a regression.
+Which exporter: the TorchScript one (`torch.onnx.export(dynamo=False)`), with
+torch.onnx's dynamo exporter as the fallback for a model it cannot export.
+Measured with torch 2.14.1 on this project's CPU machine: the dynamo exporter
+takes 4.7 s for cnn_mnist in a fresh process (importing torch._dynamo and
+onnxscript's op registry alone is ~2.5 s), the TorchScript one 0.1 s; for
+recurrent layers the dynamo exporter also unrolls `rnn` over the example's time
+steps (a fixed length) and, after one GRU export in a process, freezes the next
+GRU export's length axis. The TorchScript exporter emits ONNX's own
+RNN/LSTM/GRU operators with a dynamic length axis. Either way the file is
+only kept once the parity check (batch 1 and 7, two lengths) passes.
 
 Recurrent layers with `carry_state=true` export stateless: in eval mode every
 call starts from a zero state, so the file maps each sequence on its own.
@@ -31,6 +33,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 from dslc.compiler.layers import LAYERS
@@ -73,8 +76,13 @@ def output_axes(model_ir, names: list[str]) -> dict[str, dict[int, str]]:
             for name, shape in zip(names, model_ir.output_shapes)}
 
 
-def uses_torchscript_exporter(model_ir) -> bool:
-    return any(LAYERS[l.layer].recurrent for _, l in model_ir.all_layers)
+TORCHSCRIPT_MAX_OPSET = 20
+
+
+def uses_torchscript_exporter(model_ir, opset: int = DEFAULT_OPSET) -> bool:
+    """The TorchScript exporter, which reaches opset 20, unless a later opset is asked for a model without
+    recurrent layers (see the module docstring)."""
+    return opset <= TORCHSCRIPT_MAX_OPSET or any(LAYERS[l.layer].recurrent for _, l in model_ir.all_layers)
 
 
 # ---------------------------------------------------------------- metadata
@@ -152,8 +160,8 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
     if not 13 <= opset <= 23:
         raise UserError(f"opset {opset} is not supported: use 13 to 23 (default {DEFAULT_OPSET})")
     names = output_names(model_ir)
-    torchscript = uses_torchscript_exporter(model_ir)
-    if torchscript and opset > 20:
+    torchscript = uses_torchscript_exporter(model_ir, opset)
+    if torchscript and opset > TORCHSCRIPT_MAX_OPSET:
         raise UserError(f"models with recurrent layers export with opset 13 to 20, not {opset}")
 
     # A CPU copy in eval mode: the caller's module (perhaps training, perhaps on a GPU) is left alone.
@@ -167,14 +175,21 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
     cases = onnx_verify.parity_cases(model_ir, samples, lengths=lengths)
     example = tuple(cases[-1].inputs)      # the largest batch: never a size-1 axis that could be specialised
 
-    exporter = _export_torchscript if torchscript else _export_dynamo
-    try:
-        proto = exporter(module, example, model_ir, names, opset)
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"model {model_ir.name} cannot be exported to ONNX (opset {opset}): "
-                        f"{_first_line(err)}") from None
+    proto = None
+    if torchscript:
+        try:
+            proto = _export_torchscript(module, example, model_ir, names, opset)
+        except Exception as err:
+            if any(LAYERS[l.layer].recurrent for _, l in model_ir.all_layers):   # dynamo would freeze the length axis
+                raise UserError(f"model {model_ir.name} cannot be exported to ONNX (opset {opset}): "
+                                f"{_first_line(err)}") from None
+            torchscript = False                      # let the dynamo exporter try
+    if proto is None:
+        try:
+            proto = _export_dynamo(module, example, model_ir, names, opset)
+        except Exception as err:
+            raise UserError(f"model {model_ir.name} cannot be exported to ONNX (opset {opset}): "
+                            f"{_first_line(err)}") from None
     made = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if made != opset:
         raise UserError(f"model {model_ir.name} could not be converted to opset {opset} (the exporter produced "
@@ -259,14 +274,23 @@ def _first_line(err: Exception) -> str:
 
 
 def export_run(run_dir, out=None, opset: int | None = None, variant: str | None = None, log=None) -> Path:
-    """Export a trained run's best weights to `out` (default: the spec's export.file, else RUN_DIR/model.onnx).
+    """Export a trained run's chosen checkpoint (best.pt, else last.pt) to `out` (default: the spec's
+    export.file, else RUN_DIR/model.onnx).
 
-    A relative export.file is placed inside the run directory. Verification uses real rows of the
-    run's data (test, else validation, else train split); when the data cannot be loaded it falls back
-    to sampled values and says so.
+    A relative export.file is placed inside the run directory. Verification uses the rows the run kept for
+    it (RUN_DIR/samples.npz), else real rows of the run's data (test, else validation, else train split);
+    when neither can be had it falls back to sampled values and says so.
     """
     from dslc.runtime.training.run_dir import load_run
     run = load_run(run_dir, variant=variant)
+    samples, note = run_samples(run)
+    if note and log:
+        log(note)
+    return export_loaded(run, samples, out=out, opset=opset, log=log)
+
+
+def export_loaded(run, samples, out=None, opset: int | None = None, log=None) -> Path:
+    """Export a run already in memory (`run_dir.Run`: path, summary, checked, module) verified on `samples`."""
     checked = run.checked
     spec_export = checked.export
     if out is None:
@@ -276,20 +300,66 @@ def export_run(run_dir, out=None, opset: int | None = None, variant: str | None 
                             f"write elsewhere with --out")
     if opset is None:
         opset = spec_export.opset if spec_export else DEFAULT_OPSET
-    samples, note = run_samples(run)
     summary = run.summary or {}
     spec_path = summary.get("spec_path") or summary.get("spec")
     metadata = {"spec_name": Path(spec_path).stem if spec_path else Path(checked.source.path).stem,
                 "spec_hash": summary.get("spec_hash"), "preprocessing": run.preprocessing or None}
-    if variant or summary.get("variant"):
-        metadata["variant"] = variant or summary.get("variant")
-    if note and log:
-        log(note)
+    if checked.variant or summary.get("variant"):
+        metadata["variant"] = checked.variant or summary.get("variant")
     return export_module(run.module, checked, samples, out, opset, metadata, log=log)
 
 
+SAMPLES_FILE = "samples.npz"
+
+
+def verification_rows(data, rows: int = 64):
+    """Up to `rows` input rows of loaded data (test, else validation, else train split), or None."""
+    split = data.test or data.validation or data.train
+    if split is None or split.n == 0:
+        return None
+    return [x[:rows] for x in split.inputs]
+
+
+def keep_samples(run_path, samples) -> None:
+    """RUN/samples.npz: the rows export verifies on, so a later `dslc export` need not load the data."""
+    import numpy as np
+    arrays = {f"input_{i}": np.ascontiguousarray(s.numpy()) for i, s in enumerate(samples)}
+    path = Path(run_path) / SAMPLES_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _kept_samples(run):
+    """The rows RUN/samples.npz keeps, when they fit the model's inputs; else None."""
+    import numpy as np
+    import torch
+    path = Path(run.path) / SAMPLES_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = [archive[f"input_{i}"] for i in range(len(run.checked.model.inputs))]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    for array, shape in zip(arrays, run.checked.model.inputs.values()):
+        dims = tuple(shape.dims)
+        if array.ndim != len(dims) + 1 or any(isinstance(d, int) and d != a for d, a in zip(dims, array.shape[1:])):
+            return None
+    return [torch.from_numpy(a) for a in arrays]
+
+
 def run_samples(run, rows: int = 64):
-    """Up to `rows` real input rows of the run's data, or (None, why) when the data is out of reach."""
+    """Up to `rows` real input rows for verification (kept in the run, else read from its data),
+    or (None, why) when the data is out of reach."""
+    kept = _kept_samples(run)
+    if kept is not None:
+        return [x[:rows] for x in kept], None
     from dslc.runtime.data.dataset import load_data
     recorded = ((run.summary or {}).get("data") or {}).get("root")
     roots = ([recorded] if recorded and Path(recorded).exists() else []) + [None]
@@ -301,10 +371,10 @@ def run_samples(run, rows: int = 64):
             failure = err
     else:
         return None, f"note: verifying on sampled inputs, the run's data is unavailable ({failure})"
-    split = data.test or data.validation or data.train
-    if split is None or split.n == 0:
+    samples = verification_rows(data, rows)
+    if samples is None:
         return None, "note: verifying on sampled inputs, the run's data has no rows"
-    return [x[:rows] for x in split.inputs], None
+    return samples, None
 
 
 def run_variants(run_dir) -> list[str]:

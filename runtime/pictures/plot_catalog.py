@@ -44,6 +44,7 @@ class PlotKind:
     size: tuple[float, float]         # inches; pixels = size * DPI
     applies: Callable[[SpecFacts], bool]
     draw: str                         # function name in dslc.runtime.pictures.plot_draw: draw(fig, configs, context)
+    needs_model: bool = True          # False: drawn from metrics.jsonl and summary.json alone
 
     @property
     def pixels(self) -> tuple[int, int]:
@@ -140,10 +141,11 @@ def _final_layer(model: ModelIR) -> tuple[str, int] | None:
 # ---------------------------------------------------------------- the catalog
 
 
-register(PlotKind("curves", "Training curves", "run", (10.0, 4.2), lambda f: f.task is not None, "draw_curves"))
+register(PlotKind("curves", "Training curves", "run", (10.0, 4.2), lambda f: f.task is not None, "draw_curves",
+                  needs_model=False))
 register(PlotKind("fit", "Data and fitted curve", "run", (7.5, 4.8), lambda f: f.scalar_fit, "draw_fit"))
 register(PlotKind("variant_losses", "Loss per variant", "run", (7.0, 4.2), lambda f: len(f.variants) >= 2,
-                  "draw_variant_losses"))
+                  "draw_variant_losses", needs_model=False))
 register(PlotKind("confusion", "Confusion matrix", "config", (6.4, 5.6),
                   lambda f: f.task == "classification" and bool(f.classes), "draw_confusion"))
 register(PlotKind("predictions", "Predictions on test images", "config", (10.0, 5.8),

@@ -1,11 +1,15 @@
 """Training curves: a run's metrics.jsonl read into series, drawn against steps (and epochs).
 
 `read_history(path)` turns the log / eval / end events of one trained
-configuration into a `History`: named series of (step, value) points plus
-the steps per epoch. `draw_curves(fig, histories)` draws one panel for the
-loss, one per metric (accuracy, top5, ...) and one for the learning rate when
-it changes; several histories (variants, or runs being compared) share the
-panels, one colour each. matplotlib only, no torch.
+configuration into a `History`: named series of (step, value) points, keyed
+and labelled by the names metrics.jsonl uses (`train_loss_recent`: the mean
+since the previous log line; `train_loss`: the epoch's mean; `val_loss`,
+`test_accuracy`, ...), the steps per epoch and the step of the run's chosen
+checkpoint. `draw_curves(fig, histories)` draws one panel for the loss, one
+per metric (accuracy, top5, ...) and one for the learning rate when it
+changes, and marks the chosen checkpoint (best.pt); several histories
+(variants, or runs being compared) share the panels, one colour each.
+matplotlib only, no torch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from pathlib import Path
 from dslc.errors import UserError
 
 SPLITS = ("train", "val", "test")
-SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 
 
@@ -28,6 +31,7 @@ class History:
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)   # "train_loss" -> [(step, v)]
     lr: list[tuple[int, float]] = field(default_factory=list)
     steps_per_epoch: float | None = None
+    chosen_step: int | None = None                     # the step of best.pt (None: the run's checkpoint is last.pt)
 
     def add(self, key: str, step: int, value) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -43,7 +47,7 @@ class History:
         names: list[str] = []
         for key in self.series:
             split, _, name = key.partition("_")
-            if split in SPLITS and name != "loss" and name not in names:
+            if split in SPLITS and name not in ("loss", "loss_recent") and name not in names:
                 names.append(name)
         return names
 
@@ -72,24 +76,30 @@ def read_history(path: Path, label: str | None = None, summary: dict | None = No
     history = History(label)
     logs = [e for e in events if e.get("event") == "log"]
     evals = [e for e in events if e.get("event") == "eval"]
-    # the train loss: log lines (means since the previous line); evaluation events only when logs are sparse
-    for e in logs if len(logs) >= 2 or not evals else evals:
-        history.add("train_loss", e["step"], e.get("train_loss"))
+    renamed = any("train_loss_recent" in e for e in logs)         # runs before dslc named the log window
     for e in logs:
+        history.add("train_loss_recent", e["step"], e.get("train_loss_recent" if renamed else "train_loss"))
+        if renamed:
+            history.add("train_loss", e["step"], e.get("train_loss"))
         if isinstance(e.get("lr"), (int, float)):
             history.lr.append((e["step"], float(e["lr"])))
     for e in evals:
         for key, value in e.items():
-            if key.startswith(("val_", "test_")):
+            if key.startswith(("val_", "test_")) or (renamed and key == "train_loss"):
                 history.add(key, e["step"], value)
     ends = [e for e in events if e.get("event") == "end"]
-    if ends:                    # the final metrics, where the periodic events stopped short of the end
+    if ends:                    # the figures at the end, where the periodic events stopped short of it
         end = ends[-1]
         for key, value in (end.get("metrics") or {}).items():
             points = history.series.get(key)
             if key.split("_", 1)[0] in SPLITS and (not points or points[-1][0] < end["step"]):
                 history.add(key, end["step"], value)
+    for key, points in history.series.items():       # one point per step, in step order
+        history.series[key] = sorted(dict(points).items())
     summary = summary if summary is not None else _summary(Path(path))
+    selection = (summary or {}).get("selection") or {}
+    if selection.get("rule") == "best" and isinstance(selection.get("step"), int):
+        history.chosen_step = selection["step"]
     steps, epochs = (summary or {}).get("steps"), (summary or {}).get("epochs")
     if isinstance(steps, (int, float)) and isinstance(epochs, (int, float)) and steps > 0 and epochs > 0:
         history.steps_per_epoch = steps / epochs
@@ -128,12 +138,18 @@ def draw_curves(fig, histories: list[History], title: str | None = None) -> None
                 drew |= _line(ax, h.lr, f"C{k}", "-", h.label or "learning rate")
                 continue
             for split in SPLITS:
-                points = h.series.get(f"{split}_{panel}")
-                if not points:
-                    continue
-                colour = f"C{SPLITS.index(split)}" if lone else f"C{k % 10}"
-                name = SPLIT_NAMES[split] if lone else f"{h.label} {SPLIT_NAMES[split]}"
-                drew |= _line(ax, points, colour, SPLIT_STYLES[split], name)
+                for key in ((f"{split}_loss_recent", f"{split}_loss") if panel == "loss" else (f"{split}_{panel}",)):
+                    points = h.series.get(key)
+                    if not points:
+                        continue
+                    colour = f"C{SPLITS.index(split)}" if lone else f"C{k % 10}"
+                    name = key if lone else f"{h.label} {key}"
+                    recent = key.endswith("_recent")
+                    drew |= _line(ax, points, colour, SPLIT_STYLES[split], name, thin=recent,
+                                  marker=not recent and h.series.get(f"{split}_loss_recent") is not None)
+            if h.chosen_step is not None and panel != "lr":
+                ax.axvline(h.chosen_step, color=f"C{k % 10}" if not lone else "0.4", linestyle=":", linewidth=1,
+                           label="best.pt" if lone or k == 0 else None)
         ax.set_title("learning rate" if panel == "lr" else panel)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
@@ -149,12 +165,14 @@ def draw_curves(fig, histories: list[History], title: str | None = None) -> None
         fig.suptitle(title)
 
 
-def _line(ax, points, colour: str, style: str, label: str) -> bool:
+def _line(ax, points, colour: str, style: str, label: str, thin: bool = False, marker: bool = False) -> bool:
+    """One series; `thin`: a faint line (the noisy recent-window loss), `marker`: dots on every point."""
     if not points:
         return False
     xs, ys = zip(*points)
-    marker = "o" if len(points) <= 30 else None
-    ax.plot(xs, ys, color=colour, linestyle=style, marker=marker, markersize=3.5, label=label)
+    dots = "o" if marker or len(points) <= 30 else None
+    ax.plot(xs, ys, color=colour, linestyle=style, marker=None if thin else dots, markersize=3.5, label=label,
+            linewidth=0.9 if thin else 1.6, alpha=0.45 if thin else 1.0)
     return True
 
 

@@ -2,9 +2,12 @@
 
 Every function takes a matplotlib Figure (fixed size, constrained layout) and
 the trained configurations it shows (`plots.Config`: name, summary, facts,
-and lazily the trained module and the data), and fills the figure. Which
-function applies to a run is the catalog's business, not this module's.
-torch is imported inside the functions that run the model.
+and lazily the trained module and the data), and fills the figure. What a
+drawing needs from the model and the data is computed by a `*_arrays`
+function into named numpy arrays (`Config.arrays`), which the configuration
+keeps beside its checkpoint: drawing again needs neither torch nor the
+data. Which function applies to a run is the catalog's business, not this
+module's. torch is imported inside the functions that run the model.
 """
 
 from __future__ import annotations
@@ -98,15 +101,14 @@ def draw_fit(fig, configs) -> None:
     shared = len({(tuple(c.preprocessing.get("input_exprs") or []), (c.summary.get("data") or {}).get("fingerprint"))
                   for c in configs}) == 1
     axes = fig.subplots(1, 1 if shared else len(configs), squeeze=False)[0]
-    import torch
     for k, cfg in enumerate(configs):
         ax = axes[0 if shared else k]
+        a = cfg.arrays("fit", lambda: _fit_arrays(cfg))
         if not shared or k == 0:
-            grid = _data_points(ax, cfg)
-        (pred,), _ = outputs_of(cfg.module(), [torch.from_numpy(grid).reshape(len(grid), *cfg.input_dims)])
+            _data_points(ax, cfg, a)
         label = cfg.name or "model"
         loss = _final_loss(cfg.summary)
-        ax.plot(grid, pred.reshape(-1), color=f"C{k % 10}", linewidth=2,
+        ax.plot(a["grid"], a["pred"].reshape(-1), color=f"C{k % 10}", linewidth=2,
                 label=f"{label} ({loss})" if loss else label)
         if not shared:
             ax.set_title(cfg.name or cfg.spec_name)
@@ -114,29 +116,40 @@ def draw_fit(fig, configs) -> None:
     fig.suptitle(f"{configs[0].spec_name}: data and fitted curve" + ("s" if len(configs) > 1 else ""))
 
 
-def _data_points(ax, cfg) -> np.ndarray:
-    """Scatter the configuration's train and held-out points; returns a grid of x values spanning them."""
+def _fit_arrays(cfg) -> dict:
+    """The train and held-out points, a grid of x values spanning them and the model's y over the grid."""
+    import torch
     data = cfg.data()
     held_name, held = cfg.held_out(data)
-    xs = [data.train.inputs[0].reshape(-1).numpy()]
-    ax.scatter(xs[0], data.train.targets[0].reshape(-1).numpy(), s=22, color="0.15", label="train", zorder=3)
+    out = {"train_x": data.train.inputs[0].reshape(-1).numpy(), "train_y": data.train.targets[0].reshape(-1).numpy(),
+           "held": np.asarray(held_name or "")}
+    xs = [out["train_x"]]
     if held is not None:
-        xs.append(held.inputs[0].reshape(-1).numpy())
-        ax.scatter(xs[1], held.targets[0].reshape(-1).numpy(), s=26, facecolors="none", edgecolors="C3",
-                   label=held_name, zorder=3)
+        out["held_x"], out["held_y"] = held.inputs[0].reshape(-1).numpy(), held.targets[0].reshape(-1).numpy()
+        xs.append(out["held_x"])
     lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
     pad = 0.05 * (hi - lo or 1.0)
+    out["grid"] = np.linspace(lo - pad, hi + pad, 300, dtype=np.float32)
+    (out["pred"],), _ = outputs_of(cfg.module(), [torch.from_numpy(out["grid"]).reshape(300, *cfg.input_dims)])
+    return out
+
+
+def _data_points(ax, cfg, a: dict) -> None:
+    """Scatter the configuration's train and held-out points."""
+    ax.scatter(a["train_x"], a["train_y"], s=22, color="0.15", label="train", zorder=3)
+    if "held_x" in a:
+        ax.scatter(a["held_x"], a["held_y"], s=26, facecolors="none", edgecolors="C3", label=str(a["held"]),
+                   zorder=3)
     ax.set_xlabel((cfg.preprocessing.get("input_exprs") or [cfg.input_name])[0])
     ax.set_ylabel(cfg.target_name)
     ax.grid(True, alpha=0.3)
-    return np.linspace(lo - pad, hi + pad, 300, dtype=np.float32)
 
 
 def _final_loss(summary: dict) -> str | None:
     metrics = summary.get("metrics") or {}
     for key in ("test_loss", "val_loss", "train_loss"):
         if isinstance(metrics.get(key), (int, float)):
-            return f"{key.replace('_', ' ')} {metrics[key]:.4g}"
+            return f"{key} {metrics[key]:.4g}"
     return None
 
 
@@ -144,7 +157,7 @@ def _final_loss(summary: dict) -> str | None:
 
 
 def draw_variant_losses(fig, configs) -> None:
-    """Grouped bars: each configuration's final train / validation / test loss."""
+    """Grouped bars: each configuration's train / validation / test loss (of its chosen checkpoint)."""
     ax = fig.subplots()
     keys = [k for k in ("train_loss", "val_loss", "test_loss")
             if any(isinstance((c.summary.get("metrics") or {}).get(k), (int, float)) for c in configs)]
@@ -157,42 +170,41 @@ def draw_variant_losses(fig, configs) -> None:
                 continue
             values.append(v)
             bar = ax.bar(i + (j - (len(keys) - 1) / 2) * width, v, width, color=f"C{j}",
-                         label=key.replace("_", " ") if i == 0 else None)
+                         label=key if i == 0 else None)
             ax.bar_label(bar, labels=[f"{v:.3g}"], fontsize="small", padding=2)
     ax.set_xticks(range(len(configs)), [c.name or "run" for c in configs])
-    ax.set_ylabel("final loss")
+    ax.set_ylabel("loss (each run's chosen checkpoint)")
     if values and min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.margins(y=0.15)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    ax.set_title(f"{configs[0].spec_name}: final loss per variant")
+    ax.set_title(f"{configs[0].spec_name}: loss per variant")
 
 
 # ---------------------------------------------------------------- classifiers
 
 
-def _classified(cfg, limit: int | None = None):
-    """(split name, inputs, scores, predicted, true, hidden) on the held-out split (else train).
+def _classified(cfg) -> dict:
+    """On the held-out split (else train): {"split", "scores" [N, classes], "true" [N]}.
 
-    The model runs once per configuration (the final linear layer's input captured on the way); the
-    confusion matrix, the predictions grid and the embedding share the result.
+    The model runs once per configuration (the final linear layer's input captured on the way, for the
+    embedding); the confusion matrix, the predictions grid and the embedding share the result.
     """
-    if "classified" not in cfg.cache:
+    def compute():
         data = cfg.data()
         name, split = cfg.held_out_or_train(data)
         (scores,), hidden = outputs_of(cfg.module(), split.inputs, hook_path=cfg.facts.final_layer)
-        cfg.cache["classified"] = (name, split, scores, hidden)
-    name, split, scores, hidden = cfg.cache["classified"]
-    n = split.n if limit is None else min(limit, split.n)
-    true = split.targets[0][:n].reshape(-1).numpy()
-    return (name, [t[:n] for t in split.inputs], scores[:n], scores[:n].argmax(axis=1), true,
-            hidden[:n] if hidden is not None else None)
+        cfg.cache["hidden"] = hidden
+        return {"split": np.asarray(name), "scores": scores, "true": split.targets[0].reshape(-1).numpy()}
+    return cfg.arrays("classified", compute)
 
 
 def draw_confusion(fig, configs) -> None:
     cfg = configs[0]
-    name, _, scores, pred, true, _ = _classified(cfg)
+    a = _classified(cfg)
+    name, scores, true = str(a["split"]), a["scores"], a["true"]
+    pred = scores.argmax(axis=1)
     k = max(cfg.facts.classes or 0, scores.shape[1])
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (true, pred), 1)
@@ -209,50 +221,84 @@ def draw_confusion(fig, configs) -> None:
         for i in range(k):
             for j in range(k):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small" if k > 5 else "medium",
-                        color="white" if matrix[i, j] > 0.55 * top else "0.1")
+                        color="white" if matrix[i, j] > 0.55 * top else "0.1", in_layout=False)
     accuracy = float((pred == true).mean()) if len(true) else float("nan")
-    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, accuracy {accuracy:.1%}")
+    key = {"test": "test", "validation": "val", "train": "train_eval"}[name] + "_accuracy"
+    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, {key} {accuracy:.6g} ({cfg.checkpoint_name})")
 
 
 def draw_predictions(fig, configs) -> None:
-    """A grid of held-out images titled with predicted (and true) labels; mistakes in red, framed."""
+    """A grid of held-out images labelled with predicted (and true) labels; mistakes in red, framed.
+
+    The grid is one mosaic image in one axes (32 small axes cost ~0.7 s to lay out and draw)."""
+    from matplotlib.patches import Rectangle
     cfg = configs[0]
     rows, cols = GRID
-    count = rows * cols
-    name, inputs, _, pred, true, _ = _classified(cfg, limit=2000)
+    a = _classified(cfg)
+    name, scores, true = str(a["split"]), a["scores"][:2000], a["true"][:2000]
+    pred = scores.argmax(axis=1)
     wrong = np.flatnonzero(pred != true)
+    g = cfg.arrays("gallery", lambda: _gallery_arrays(cfg, pred, true, wrong, rows * cols))
+    shown, images = list(g["index"]), g["images"]
+    vmin, vmax = float(images.min()), float(images.max())
+    labels = _labels(cfg.facts, max(int(pred.max()), int(true.max())) + 1)
+    h, w = images.shape[1:3]
+    gap, head = max(2, w // 6), max(4, (h * 2) // 5)          # between images; room for the label above each
+    cell_h, cell_w = h + head, w + gap
+    colour = images.ndim == 4
+    mosaic = np.full((rows * cell_h + gap, cols * cell_w) + ((3,) if colour else ()), 1.0 if colour else np.nan,
+                     dtype=np.float32)
+    fig.set_layout_engine("none")                              # one axes, placed by hand: the mosaic fills it
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))
+    ax.set_axis_off()
+    for k, (i, image) in enumerate(zip(shown, images)):
+        r, c = divmod(k, cols)
+        y, x = r * cell_h + head, c * cell_w
+        mosaic[y:y + h, x:x + w] = image
+        ok = pred[i] == true[i]
+        ax.text(x + w / 2 - 0.5, y - 1.5, labels[pred[i]] if ok else f"{labels[pred[i]]} (true {labels[true[i]]})",
+                ha="center", va="bottom", fontsize="small", color="0.1" if ok else "C3", in_layout=False)
+        if not ok:
+            ax.add_patch(Rectangle((x - 1, y - 1), w + 1, h + 1, fill=False, edgecolor="C3", linewidth=2.5))
+    import matplotlib
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=None if colour else cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    fig.suptitle(f"{cfg.title}: predictions on the {name} split (wrong ones in red; "
+                 f"{len(wrong)} of {len(true)} wrong; {cfg.checkpoint_name})")
+
+
+def _gallery_arrays(cfg, pred, true, wrong, count: int) -> dict:
+    """The samples the grid shows (the first ones, some mistakes among them) as images."""
     shown = list(range(min(count, len(true))))
     extra = [int(i) for i in wrong if i >= len(shown)][:count // 4]      # make sure some mistakes are seen
     if extra:
         shown = shown[:len(shown) - len(extra)] + extra
-    images = _as_images(inputs[0][shown].numpy(), cfg.facts.image_shape)
-    vmin, vmax = float(images.min()), float(images.max())
-    labels = _labels(cfg.facts, max(int(pred.max()), int(true.max())) + 1)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, i, image in zip(axes.flat, shown, images):
-        ax.set_axis_on()
-        _show(ax, image, vmin, vmax)
-        ok = pred[i] == true[i]
-        ax.set_title(labels[pred[i]] if ok else f"{labels[pred[i]]} (true {labels[true[i]]})",
-                     fontsize="small", color="0.1" if ok else "C3")
-        for spine in ax.spines.values():
-            spine.set_visible(not ok)
-            spine.set_color("C3")
-            spine.set_linewidth(2.5)
-    fig.suptitle(f"{cfg.title}: predictions on the {name} split (wrong ones in red; "
-                 f"{len(wrong)} of {len(true)} wrong)")
+    _, split = cfg.held_out_or_train(cfg.data())
+    return {"index": np.asarray(shown, dtype=np.int64),
+            "images": _as_images(split.inputs[0][shown].numpy(), cfg.facts.image_shape)}
 
 
 def pca_2d(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The first two principal components of [N, F] values and their shares of the variance.
 
-    numpy's SVD of the smaller of the two Gram matrices (F x F or N x N): its singular values are the
-    squared singular values of the centred data, so the result equals the data's SVD at a fraction of the cost.
+    Small data: numpy's SVD of the smaller Gram matrix (F x F or N x N), exact. Larger data (both sides
+    over 256, e.g. 1000 samples of a CNN's 1568 features, where that costs ~0.3 s): a seeded randomized
+    SVD with power iterations (Halko et al.), whose two leading components agree with the exact ones far
+    below what a scatter plot shows; the variance shares use the total variance, which needs no SVD.
     """
     centred = values - values.mean(axis=0, keepdims=True)
     n, f = centred.shape
+    total = float(np.einsum("ij,ij->", centred, centred))
+    if min(n, f) > 256:
+        rng = np.random.default_rng(0)
+        q = np.linalg.qr(centred @ rng.standard_normal((f, 12)))[0]
+        for _ in range(4):
+            q = np.linalg.qr(centred.T @ q)[0]
+            q = np.linalg.qr(centred @ q)[0]
+        u_small, s, vt = np.linalg.svd(q.T @ centred, full_matrices=False)
+        projected = centred @ vt[:2].T
+        share = (s[:2] ** 2) / max(total, 1e-12)
+        return projected, share
     if f <= n:
         u, s, _ = np.linalg.svd(centred.T @ centred, hermitian=True)
         projected = centred @ u[:, :2]
@@ -269,14 +315,28 @@ def pca_2d(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def draw_embedding(fig, configs) -> None:
     """The input of the final linear layer (the last hidden layer), projected to 2-D, coloured by class."""
     cfg = configs[0]
-    name, _, _, _, true, hidden = _classified(cfg, limit=MAX_POINTS)
-    points, share = pca_2d(hidden.reshape(len(hidden), -1).astype(np.float64))
+    name = str(_classified(cfg)["split"])
+    a = cfg.arrays("embedding", lambda: _embedding_arrays(cfg))
+    share = a["share"]
     ax = fig.subplots()
-    _scatter_by_class(ax, points, true, cfg.facts)
+    _scatter_by_class(ax, a["points"], a["true"], cfg.facts)
     ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
     ax.set_ylabel(f"PC 2 ({share[1]:.0%} of variance)")
-    ax.set_title(f"{cfg.title}: input of {cfg.facts.final_layer} ({hidden.shape[1]} features), "
+    ax.set_title(f"{cfg.title}: input of {cfg.facts.final_layer} ({int(a['features'])} features), "
                  f"{name} split, PCA")
+
+
+def _embedding_arrays(cfg) -> dict:
+    """PCA of the final linear layer's input over (at most MAX_POINTS of) the held-out samples."""
+    a = _classified(cfg)
+    hidden = cfg.cache.get("hidden")
+    if hidden is None:                       # the scores came from the file: run the model for the hidden layer
+        data = cfg.data()
+        _, split = cfg.held_out_or_train(data)
+        _, hidden = outputs_of(cfg.module(), [t[:MAX_POINTS] for t in split.inputs], hook_path=cfg.facts.final_layer)
+    hidden = hidden[:MAX_POINTS]
+    points, share = pca_2d(hidden.reshape(len(hidden), -1).astype(np.float64))
+    return {"points": points, "share": share, "true": a["true"][:len(hidden)], "features": np.asarray(hidden.shape[1])}
 
 
 def _scatter_by_class(ax, points: np.ndarray, labels_: np.ndarray | None, facts, three_d: bool = False) -> None:
@@ -303,21 +363,16 @@ def _scatter_by_class(ax, points: np.ndarray, labels_: np.ndarray | None, facts,
 def draw_sequence(fig, configs) -> None:
     """Input, target and prediction over time: windows joined in order, so state carries across them."""
     cfg = configs[0]
-    data = cfg.data()
-    name, split = cfg.held_out_or_train(data)
-    x, y = split.inputs[0], split.targets[0]
-    n, steps = int(x.shape[0]), int(x.shape[1])
-    joined = x.reshape(1, n * steps, *x.shape[2:])
-    (carried,), _ = outputs_of(cfg.module(), [joined])
-    (reset,), _ = outputs_of(cfg.module(), [x])
+    a = cfg.arrays("sequence", lambda: _sequence_arrays(cfg))
+    name, n, steps = str(a["split"]), int(a["windows"]), int(a["steps"])
     dt = cfg.source_args.get("dt") or 1.0
     t = np.arange(n * steps) * dt
     ax = fig.subplots()
-    ax.plot(t, x.reshape(n * steps, -1)[:, 0].numpy(), color="0.6", linewidth=1, label=f"input {cfg.input_name}")
-    ax.plot(t, y.reshape(n * steps, -1)[:, 0].numpy(), color="0.1", linewidth=1.6, label=f"target {cfg.target_name}")
-    ax.plot(t, carried.reshape(n * steps, -1)[:, 0], color="C0", linewidth=1.6, label="prediction (state carried)")
+    ax.plot(t, a["x"], color="0.6", linewidth=1, label=f"input {cfg.input_name}")
+    ax.plot(t, a["y"], color="0.1", linewidth=1.6, label=f"target {cfg.target_name}")
+    ax.plot(t, a["carried"], color="C0", linewidth=1.6, label="prediction (state carried)")
     if cfg.carries_state:
-        ax.plot(t, reset.reshape(n * steps, -1)[:, 0], color="C1", linewidth=1, linestyle="--",
+        ax.plot(t, a["reset"], color="C1", linewidth=1, linestyle="--",
                 label="prediction (each window from zero state)")
     if n <= 100:
         for b in range(1, n):
@@ -325,8 +380,22 @@ def draw_sequence(fig, configs) -> None:
     ax.set_xlabel("t" if cfg.source_args.get("dt") else "time step")
     ax.grid(True, axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=4, fontsize="small", frameon=False)
-    mse = float(np.mean((carried.reshape(-1) - y.reshape(-1).numpy()) ** 2))
+    mse = float(np.mean((a["carried"] - a["y"]) ** 2))
     ax.set_title(f"{cfg.title}: {name} split, {n} windows of {steps} steps in order (mse {mse:.4g})")
+
+
+def _sequence_arrays(cfg) -> dict:
+    """The held-out windows joined in order (first feature): input, target, and the model's output with its
+    state carried across windows and with each window from zero state."""
+    data = cfg.data()
+    name, split = cfg.held_out_or_train(data)
+    x, y = split.inputs[0], split.targets[0]
+    n, steps = int(x.shape[0]), int(x.shape[1])
+    (carried,), _ = outputs_of(cfg.module(), [x.reshape(1, n * steps, *x.shape[2:])])
+    (reset,), _ = outputs_of(cfg.module(), [x])
+    first = lambda v: np.asarray(v).reshape(n * steps, -1)[:, 0]
+    return {"split": np.asarray(name), "windows": np.asarray(n), "steps": np.asarray(steps),
+            "x": first(x.numpy()), "y": first(y.numpy()), "carried": first(carried), "reset": first(reset)}
 
 
 # ---------------------------------------------------------------- autoencoders
@@ -335,13 +404,8 @@ def draw_sequence(fig, configs) -> None:
 def draw_reconstructions(fig, configs) -> None:
     """Held-out originals (top row of each pair) above their reconstructions."""
     cfg = configs[0]
-    data = cfg.data()
-    name, split = cfg.held_out_or_train(data)
-    inputs, _ = _subset(split, RECON_COLUMNS)
-    outs, _ = outputs_of(cfg.module(), inputs)
-    shape = cfg.facts.image_shape
-    originals = _as_images(inputs[0].numpy(), shape)
-    recon = _as_images(outs[cfg.facts.reconstruction], shape)
+    a = cfg.arrays("reconstructions", lambda: _reconstruction_arrays(cfg))
+    originals, recon = a["originals"], a["recon"]
     vmin, vmax = float(originals.min()), float(originals.max())
     cols = len(originals)
     axes = fig.subplots(2, cols, squeeze=False)
@@ -350,23 +414,30 @@ def draw_reconstructions(fig, configs) -> None:
         _show(axes[1, j], np.clip(recon[j], vmin, vmax), vmin, vmax)
     axes[0, 0].set_ylabel("original")
     axes[1, 0].set_ylabel("reconstructed")
-    mse = float(np.mean((outs[cfg.facts.reconstruction].reshape(cols, -1) - inputs[0].reshape(cols, -1).numpy()) ** 2))
-    fig.suptitle(f"{cfg.title}: {name} split, output {cfg.facts.reconstruction} (mse on these {cols}: {mse:.4g})")
+    fig.suptitle(f"{cfg.title}: {a['split']} split, output {cfg.facts.reconstruction} "
+                 f"(mse on these {cols}: {float(a['mse']):.4g})")
+
+
+def _reconstruction_arrays(cfg) -> dict:
+    data = cfg.data()
+    name, split = cfg.held_out_or_train(data)
+    inputs, _ = _subset(split, RECON_COLUMNS)
+    outs, _ = outputs_of(cfg.module(), inputs)
+    out = outs[cfg.facts.reconstruction]
+    cols = len(inputs[0])
+    mse = float(np.mean((out.reshape(cols, -1) - inputs[0].reshape(cols, -1).numpy()) ** 2))
+    return {"split": np.asarray(name), "originals": _as_images(inputs[0].numpy(), cfg.facts.image_shape),
+            "recon": _as_images(out, cfg.facts.image_shape), "mse": np.asarray(mse)}
 
 
 def draw_code_space(fig, configs) -> None:
     """The code of held-out samples: a 3-D scatter for three numbers, 2-D for two, else its PCA; by label."""
     cfg = configs[0]
-    data = cfg.data()
-    name, split = cfg.held_out_or_train(data)
-    inputs, targets = _subset(split, MAX_POINTS)
-    outs, _ = outputs_of(cfg.module(), inputs)
-    code = outs[cfg.facts.code].reshape(len(inputs[0]), -1).astype(np.float64)
-    labels_ = None
-    if targets and not targets[0].dtype.is_floating_point and targets[0].dim() == 1:
-        labels_ = targets[0].numpy()
+    a = cfg.arrays("code", lambda: _code_arrays(cfg))
+    code = a["code"].astype(np.float64)
+    labels_ = a["labels"] if a["labels"].size else None
     dims = code.shape[1]
-    title = f"{cfg.title}: output {cfg.facts.code} ({dims} numbers), {name} split"
+    title = f"{cfg.title}: output {cfg.facts.code} ({dims} numbers), {a['split']} split"
     if dims == 3:
         ax = fig.add_subplot(projection="3d")
         _scatter_by_class(ax, code, labels_, cfg.facts, three_d=True)
@@ -385,3 +456,15 @@ def draw_code_space(fig, configs) -> None:
         ax.set_xlabel(axis[0])
         ax.set_ylabel(axis[1])
     ax.set_title(title)
+
+
+def _code_arrays(cfg) -> dict:
+    data = cfg.data()
+    name, split = cfg.held_out_or_train(data)
+    inputs, targets = _subset(split, MAX_POINTS)
+    outs, _ = outputs_of(cfg.module(), inputs)
+    labels_ = np.zeros(0, dtype=np.int64)
+    if targets and not targets[0].dtype.is_floating_point and targets[0].dim() == 1:
+        labels_ = targets[0].numpy()
+    return {"split": np.asarray(name), "code": outs[cfg.facts.code].reshape(len(inputs[0]), -1),
+            "labels": labels_}

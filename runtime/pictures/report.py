@@ -121,7 +121,10 @@ def _epochs(epochs) -> str:
 
 
 def _metrics_section(configs) -> str:
-    """One table: a column per configuration, a row per metric, then scalar params, steps and wall time."""
+    """One table of the figures of each configuration's chosen checkpoint (the one eval and export use): a
+    column per configuration, a row per metric, then scalar params, the checkpoint, steps and wall time;
+    then, where the run went on after that checkpoint, the figures at its last step."""
+    from dslc.runtime.training.progress import chosen
     keys: list[str] = []
     params: list[str] = []
     for c in configs:
@@ -136,10 +139,10 @@ def _metrics_section(configs) -> str:
     for k in params:
         rows.append(f"<tr><th>param {_e(k)}</th>" + "".join(
             f'<td class="num">{_e(_fmt((c.summary.get("params") or {}).get(k)))}</td>' for c in configs) + "</tr>")
-    best = [c.summary.get("best") for c in configs]
-    if any(best):
-        rows.append("<tr><th>best checkpoint</th>" + "".join(
-            f'<td class="num">{_e(_best(b))}</td>' for b in best) + "</tr>")
+    selections = [c.summary.get("selection") for c in configs]
+    if any(selections):
+        rows.append("<tr><th>checkpoint</th>" + "".join(
+            f'<td class="num">{_e(chosen(s) if s else "-")}</td>' for s in selections) + "</tr>")
     if several:
         rows.append("<tr><th>steps</th>" + "".join(
             f'<td class="num">{_e(_fmt(c.summary.get("steps")))}</td>' for c in configs) + "</tr>")
@@ -147,13 +150,15 @@ def _metrics_section(configs) -> str:
             f'<td class="num">{_e(_wall(c.summary.get("wall_seconds")))}</td>' for c in configs) + "</tr>")
     if not rows:
         return "<p>No metrics were recorded.</p>"
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def _best(best) -> str:
-    if not best:
-        return "-"
-    return f"{best.get('by')} {_fmt(best.get('value'))} at step {best.get('step')}"
+    out = f'<table class="metrics">{head}{"".join(rows)}</table>'
+    finals = [c.summary.get("final_metrics") for c in configs]
+    if any(finals):
+        keys = list(dict.fromkeys(k for f in finals if f for k in f))
+        body = "".join(f"<tr><th>{_e(k)}</th>" + "".join(
+            f'<td class="num">{_e(_fmt((f or {}).get(k)))}</td>' for f in finals) + "</tr>" for k in keys)
+        steps = ", ".join(str(c.summary.get("steps")) for c in configs)
+        out += f"<h3>At the last step (last.pt, step {_e(steps)})</h3><table>{head}{body}</table>"
+    return out
 
 
 def _data_section(configs) -> str:
@@ -252,7 +257,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_root=N
     name = Path(summary.get("spec") or run_dir.name).stem
     sections = [
         ("summary", "Summary", f'<div class="grid"><div>{_run_facts(run_dir, summary, configs)}</div><div>'
-                               f'<h3>Final metrics{" by variant" if len(configs) > 1 else ""}</h3>'
+                               f'<h3>Metrics of the chosen checkpoint{" by variant" if len(configs) > 1 else ""}</h3>'
                                f"{_metrics_section(configs)}</div></div>"),
         ("plots", "Plots", _plots_section(run_dir / PLOTS_DIR)),
         ("model", "Model", _model_section(configs)),

@@ -1,10 +1,15 @@
 """`dslc runs [DIR]` and `dslc compare RUN_A RUN_B`: the runs on disk as a table, and their curves overlaid.
 
-`find_runs(root)` walks DIR for run directories (a folder with summary.json;
-a spec with variants is one run, its variants listed under it), newest first.
-`runs_table(rows)` prints spec, date, status, steps, the key metrics and the
-wall time. `compare_runs(dirs, out)` draws every run's (and variant's) curves
-into one PNG. No torch.
+`find_runs(root)` walks DIR for run directories (a folder with summary.json
+or run.json; a spec with variants is one run, its variants listed under it),
+newest first. Every run is listed, whatever became of it: completed, stopped
+early, interrupted (Ctrl-C), diverged, failed (an error, named), running (its
+process is alive) or unfinished (it ended without a summary: killed,
+out of memory; `dslc train --resume RUN` continues it). `runs_table(rows)`
+prints spec, date, status, steps, the key metrics, the wall time and the
+overrides. `compare_runs(dirs, out)` draws every run's (and variant's)
+curves into one PNG, each labelled with the settings that differ between
+the runs (`lr=0.0005` against `lr=0.001`). No torch.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from dslc.errors import UserError
 
+from dslc.runtime.training.manifest import is_alive, read_manifest
 from dslc.runtime.training.run_dir import read_summary
 
 
@@ -32,10 +38,15 @@ class RunRow:
     variant: str | None = None
     variants: list["RunRow"] = field(default_factory=list)
     sort_key: float = 0.0
+    overrides: list[str] = field(default_factory=list)
+    error: str | None = None
 
     def as_json(self) -> dict:
         out = {"path": str(self.path), "spec": self.spec, "finished": self.finished, "status": self.status,
-               "steps": self.steps, "wall_seconds": self.wall_seconds, "metrics": self.metrics}
+               "steps": self.steps, "wall_seconds": self.wall_seconds, "metrics": self.metrics,
+               "overrides": self.overrides}
+        if self.error:
+            out["error"] = self.error
         if self.variant:
             out["variant"] = self.variant
         if self.variants:
@@ -62,10 +73,44 @@ def _row(path: Path, summary: dict, variant: str | None = None) -> RunRow:
     return RunRow(path=path, spec=Path(summary.get("spec") or path.name).stem, finished=finished,
                   status=str(summary.get("status") or "-"), steps=steps if isinstance(steps, int) else None,
                   wall_seconds=summary.get("wall_seconds"), metrics=summary.get("metrics") or {}, variant=variant,
-                  sort_key=key)
+                  sort_key=key, overrides=list(summary.get("overrides") or []), error=summary.get("error"))
+
+
+def _last_step(path: Path) -> int | None:
+    """The step of the last event in metrics.jsonl (a torn last line is skipped)."""
+    try:
+        lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(step, int):
+            return step
+    return None
+
+
+def _unfinished_row(path: Path, record: dict) -> RunRow:
+    """A run with run.json but no summary.json: still running, or ended without a word."""
+    folders = [path / "variants" / v for v in record.get("configurations") or [] if v] or [path]
+    steps = [s for s in (_last_step(f) for f in folders) if s is not None]
+    stamp = max([(f / "metrics.jsonl").stat().st_mtime for f in folders if (f / "metrics.jsonl").is_file()]
+                + [(path / "run.json").stat().st_mtime])
+    return RunRow(path=path, spec=Path(record.get("spec") or path.name).stem,
+                  finished=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)),
+                  status="running" if is_alive(record) else "unfinished", steps=sum(steps) if steps else None,
+                  wall_seconds=None, metrics={}, variant=record.get("variant"), sort_key=stamp,
+                  overrides=list(record.get("overrides") or []))
 
 
 def read_run_row(path: Path) -> RunRow:
+    if not (path / "summary.json").is_file():
+        record = read_manifest(path)
+        if record is None:
+            raise UserError(f"{path} is not a dslc run directory (no summary.json or run.json)")
+        return _unfinished_row(path, record)
     summary = read_summary(path)
     variants = summary.get("variants") or {}
     if not variants:
@@ -89,7 +134,7 @@ def find_runs(root: str | Path = "runs") -> list[RunRow]:
                                                         if str(root) == "runs" else ""))
     rows = []
     for folder, dirs, files in os.walk(root):
-        if "summary.json" in files:
+        if "summary.json" in files or "run.json" in files:
             dirs[:] = []                       # a run's own folders (variants, checkpoints) are not runs
             try:
                 rows.append(read_run_row(Path(folder)))
@@ -128,21 +173,35 @@ def _wall(seconds) -> str:
     return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def _overrides(overrides: list[str]) -> str:
+    return " ".join(overrides) if overrides else "-"
+
+
+def _status(row: RunRow) -> str:
+    return f"{row.status}: {row.error}" if row.error and row.status == "failed" else row.status
+
+
 def runs_table(rows: list[RunRow], root: Path | None = None) -> str:
-    headers = ("run", "spec", "finished", "status", "steps", "train loss", "held-out loss", "metrics", "wall")
+    headers = ("run", "spec", "finished", "status", "steps", "train_loss", "held-out loss", "metrics", "wall",
+               "overrides")
     lines = []
     for r in rows:
         name = str(r.path.relative_to(root)) if root is not None and r.path.is_relative_to(root) else str(r.path)
         name = "." if name == "" else name
-        lines.append((name, r.spec, r.finished, r.status, _num(r.steps), *_key_metrics(r.metrics), _wall(r.wall_seconds)))
+        spec = f"{r.spec} [{r.variant}]" if r.variant and not r.variants else r.spec
+        lines.append((name, spec, r.finished, _status(r), _num(r.steps), *_key_metrics(r.metrics),
+                      _wall(r.wall_seconds), _overrides(r.overrides)))
         for v in r.variants:
-            lines.append((f"  - {v.variant}", "", "", v.status, _num(v.steps), *_key_metrics(v.metrics),
-                          _wall(v.wall_seconds)))
+            lines.append((f"  - {v.variant}", "", "", _status(v), _num(v.steps), *_key_metrics(v.metrics),
+                          _wall(v.wall_seconds), ""))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     numeric = {4, 8}
     fmt = lambda row: "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-    return "\n".join([fmt(headers), fmt(tuple("-" * w for w in widths))] + [fmt(line) for line in lines])
+    text = "\n".join([fmt(headers), fmt(tuple("-" * w for w in widths))] + [fmt(line) for line in lines])
+    if any(r.status in ("unfinished", "interrupted") for r in rows):
+        text += "\n(continue an unfinished or interrupted run with: dslc train --resume RUN)"
+    return text
 
 
 # ---------------------------------------------------------------- dslc compare
@@ -157,6 +216,74 @@ def _labels(dirs: list[Path]) -> list[str]:
             return names
         depth += 1
     return [str(d) for d in dirs]
+
+
+MAX_LABEL_SETTINGS = 3
+
+
+def settings(path: Path, summary: dict) -> dict[str, str]:
+    """What one trained configuration was, flattened to `name -> value text` for comparing runs: the spec,
+    the variant, each `let` value, and the train and data settings (optimizer and schedule arguments each
+    on its own: `optimizer.lr`). Empty when the spec cannot be checked again."""
+    from dslc.compiler.values import Facts
+    from dslc.runtime.training.run_dir import recheck, value_text
+    try:
+        checked = recheck(path, summary)
+    except Exception:                      # a run whose spec no longer checks: compare by folder names
+        return {}
+    out = {"spec": Path(summary.get("spec") or checked.source.path).stem}
+    if checked.variant:
+        out["variant"] = checked.variant
+    for name, value in checked.lets.items():
+        if not isinstance(value, Facts):
+            out[name] = _short_text(value, value_text)
+    tr = checked.train
+    if tr is not None:
+        for kind, call in (("optimizer", tr.optimizer), ("schedule", tr.schedule)):
+            if call is not None:
+                out[kind] = call.name
+                out.update({f"{kind}.{k}": _short_text(v, value_text) for k, v in call.args.items()
+                            if not k.startswith("__") and v is not None})
+        for key in ("epochs", "steps", "seed", "warmup_steps", "clip_grad_norm", "precision"):
+            value = getattr(tr, key)
+            if value is not None:
+                out[f"train.{key}"] = _short_text(value, value_text)
+    if checked.data is not None:
+        out["data.batch"] = str(checked.data.batch or "all")
+        for key in ("validation", "test"):
+            value = getattr(checked.data, key)
+            if isinstance(value, float):
+                out[f"data.{key}"] = _short_text(value, value_text)
+    return out
+
+
+def _short_text(value, text) -> str:
+    try:
+        return text(value)
+    except TypeError:
+        return str(value)
+
+
+def differing_labels(configs: list[dict[str, str]]) -> list[str] | None:
+    """Per configuration, `key=value` of the settings that differ between them (at most three; a setting
+    that differs exactly as an earlier one does is left out: `lr` says what `optimizer.lr` would).
+    None when nothing differs, or a configuration's settings are unknown."""
+    if len(configs) < 2 or not all(configs):
+        return None
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    seen: set[tuple] = set()
+    differ = []
+    for key in keys:
+        values = tuple(c.get(key, "-") for c in configs)
+        pattern = tuple(values.index(v) for v in values)         # which configurations agree, not the values
+        if len(set(values)) > 1 and pattern not in seen:
+            seen.add(pattern)
+            differ.append(key)
+    if not differ:
+        return None
+    shown = differ[:MAX_LABEL_SETTINGS]
+    return [", ".join(f"{k}={c.get(k, '-')}" for k in shown) + (", ..." if len(differ) > len(shown) else "")
+            for c in configs]
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
@@ -174,16 +301,22 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: the folder {out.parent} does not exist")
     dirs = [Path(d) for d in run_dirs]
-    histories = []
+    configs = []                                   # (folder, folder label, summary) per trained configuration
     for d, label in zip(dirs, _labels(dirs)):
         summary = read_summary(d)
         variants = summary.get("variants") or {}
         if variants:
-            histories += [read_history(d / "variants" / name, f"{label}:{name}", s) for name, s in variants.items()]
+            configs += [(d / "variants" / name, f"{label}:{name}", s) for name, s in variants.items()]
         else:
-            histories.append(read_history(d, label, summary))
+            configs.append((d, label, summary))
+    labels = differing_labels([settings(path, summary) for path, _, summary in configs])
+    histories = [read_history(path, labels[i] if labels else label, summary)
+                 for i, (path, label, summary) in enumerate(configs)]
     fig = Figure(figsize=PLOTS["curves"].size, dpi=DPI, layout="constrained")
-    draw_curves(fig, histories, "compare: " + " vs ".join(_labels(dirs)))
+    title = " vs ".join(_labels(dirs))
+    if labels:
+        title += " (labelled by the settings that differ)"
+    draw_curves(fig, histories, "compare: " + title)
     fig.savefig(out, dpi=DPI, format=out.suffix[1:].lower(), facecolor="white")
     return out
 

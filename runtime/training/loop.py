@@ -10,17 +10,24 @@ number to reach `next_event`, so the per-step cost is one comparison.
 
 Conventions:
 - `epoch` counts completed epochs; events report the 1-based epoch they fall in.
-- The train loss of an epoch is the sample-weighted mean of its batch losses
-  (each measured before that batch's update, as in the classic loops); a log
-  line reports the mean batch loss since the previous log line.
+- Metric names say what they are. `train_loss` is the sample-weighted mean of
+  the current epoch's batch losses so far (each measured before that batch's
+  update, as in the classic loops): at an epoch's end, that epoch's mean. Eval
+  events, log events at an epoch's end and the final figures carry it.
+  `train_loss_recent` is the mean batch loss since the previous log line (log
+  events only). `val_*` and `test_*` are exact over their split.
 - Evaluation (`evaluate`) runs under `torch.no_grad()` in eval mode on the
   validation and test splits; its loss and metrics are exact over the split.
   Eval mode neither reads nor writes carried RNN state, so a mid-epoch
   evaluation does not disturb training; the state is reset at each epoch start
   and before a stand-alone evaluation.
-- `best.pt` holds the weights with the lowest validation loss (without a
-  validation split: the lowest train loss of a log line, or of the last
-  epoch), kept in memory and written with `last.pt`. `last.pt` is written
+- Checkpoint selection (`selection_rule`): with a validation split, `best.pt`
+  holds the weights of the evaluation with the best monitored metric (the
+  validation metric early stopping watches, else `val_loss`, lowest), kept in
+  memory and written with `last.pt`; without one there is no `best.pt` and the
+  run's checkpoint is `last.pt`. The result's `metrics` are the figures of
+  that checkpoint (`final_metrics`: those at the end, when they differ), so
+  what is printed, summarised, exported and evaluated agree. `last.pt` is written
   every `checkpoint_every` (at most once per MIN_CHECKPOINT_SECONDS, so tiny
   models do not spend their time in fsync), at the end, and when a stop is
   requested.
@@ -116,6 +123,17 @@ def split_on_device(split, device: torch.device):
     if split is None or device.type == "cpu":
         return split
     return split.to(device)
+
+
+def selection_rule(train, has_validation: bool) -> tuple[str, str] | None:
+    """(metric, mode) that chooses `best.pt`: the validation metric early stopping watches, else `val_loss`
+    (lowest). None without a validation split: the run's checkpoint is then `last.pt`."""
+    if not has_validation:
+        return None
+    es = train.early_stopping
+    if es and es["metric"].startswith("val_"):
+        return es["metric"], es["mode"]
+    return "val_loss", "min"
 
 
 class _NoStop:
@@ -249,6 +267,7 @@ class Trainer:
         self.evaluating = (self.val_split is not None or self.test_split is not None or bool(tr.early_stopping)
                            or self.schedule_unit == "metric")
         self.watch = self._watched_metric()
+        self.selection = selection_rule(tr, self.val_split is not None)
         self.every_epochs = {name: n if unit == "epochs" else 0 for name, (unit, n) in
                              (("log", tr.log), ("evaluate", tr.evaluate), ("checkpoint", tr.checkpoint_every))}
 
@@ -257,9 +276,10 @@ class Trainer:
         self.batch = 0                     # batches done in the current epoch
         self.step = 0                      # optimizer steps done
         self.losses: list[torch.Tensor] = []
-        self.marks = {"epoch": 0, "log": 0, "eval": 0}
-        self.best: float | None = None
+        self.marks = {"epoch": 0, "log": 0}
+        self.best: float | None = None           # the selection metric's best value so far
         self.best_at = {"epoch": 0, "step": 0}
+        self.best_metrics: dict | None = None    # every figure of that evaluation
         self.bad_evals = 0
         self.es_best: float | None = None    # early stopping's best value so far
         self.events = 0
@@ -577,7 +597,7 @@ class Trainer:
         """Start a new loss window; drop losses that no window needs any more."""
         marks = self.marks
         marks[name] = len(self.losses)
-        low = min(marks["epoch"], marks["log"], marks["eval"])
+        low = min(marks.values())
         if low:
             del self.losses[:low]
             self.marks = {k: v - low for k, v in self.marks.items()}
@@ -597,15 +617,15 @@ class Trainer:
         self.progress.event(record)
 
     def _log(self) -> None:
-        values = {"train_loss": self._window_mean("log"), "lr": self.optimizer.param_groups[0]["lr"]}
+        values = {"train_loss_recent": self._window_mean("log")}
+        if self.batch in (0, self.bpe):               # at an epoch's end: that epoch's mean too
+            values["train_loss"] = self._epoch_mean()
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
         self._mark("log")
         self._record("log", values)
-        if self.val_split is None:
-            self._consider_best(values["train_loss"])
 
     def _evaluate(self) -> None:
-        values = {"train_loss": self._window_mean("eval")}
-        self._mark("eval")
+        values = {"train_loss": self._epoch_mean()}
         for prefix, split in (("val", self.val_split), ("test", self.test_split)):
             if split is not None:
                 result = evaluate(self.module, split, self.loss_fn, self.metrics, self.checked.data.batch,
@@ -613,8 +633,8 @@ class Trainer:
                 values.update({f"{prefix}_{k}": v for k, v in result.items()})
         self.last_eval = {"step": self.step, **values}
         self._record("eval", values)
-        if self.val_split is not None:
-            self._consider_best(values["val_loss"])
+        if self.selection is not None:
+            self._consider_best(values)
         if self.schedule_unit == "metric":
             watched = values.get("val_loss", values["train_loss"])
             if watched is not None:
@@ -622,14 +642,20 @@ class Trainer:
         if self.watch:
             self._early_stopping(values.get(self.watch[0]))
 
-    def _consider_best(self, value: float | None) -> None:
-        if value is None or not math.isfinite(value) or (self.best is not None and value >= self.best):
+    def _consider_best(self, values: dict) -> None:
+        """An evaluation's figures: keep its weights for best.pt when its selection metric is the best yet."""
+        metric, mode = self.selection
+        value = values.get(metric)
+        if value is None or not math.isfinite(value):
+            return
+        if self.best is not None and not (value < self.best if mode == "min" else value > self.best):
             return
         state = self.module.state_dict()
         if not _all_finite(state.values()):      # a finite loss measured before an update that broke the weights
             return
         self.best = value
         self.best_at = {"epoch": self.epoch if self.batch == 0 else self.epoch + 1, "step": self.step}
+        self.best_metrics = {k: v for k, v in values.items() if k == "train_loss" or k.startswith(("val_", "test_"))}
         if self.world.main:                      # only rank 0 writes best.pt
             self.best_state = {k: v.detach().clone() for k, v in state.items()}
             self.best_dirty = True
@@ -662,8 +688,6 @@ class Trainer:
 
     def _final_eval(self) -> dict:
         metrics = {"train_loss": self.epoch_loss if self.batch == 0 else self._epoch_mean()}
-        if self.val_split is None:
-            self._consider_best(metrics["train_loss"])
         if self.val_split is None and self.test_split is None:
             return metrics
         if self.last_eval is not None and self.last_eval["step"] == self.step:
@@ -675,25 +699,34 @@ class Trainer:
                 result = evaluate(self.module, split, self.loss_fn, self.metrics, self.checked.data.batch,
                                   self.device, self.precision, self.world)
                 metrics.update({f"{prefix}_{k}": v for k, v in result.items()})
-        if self.val_split is not None:
-            self._consider_best(metrics["val_loss"])
+        if self.selection is not None:
+            self._consider_best(metrics)
         return metrics
 
     def _result(self, final: dict) -> dict:
         params = {name: float(p.detach().float().reshape(()).item())
                   for name, p in self.module.named_parameters() if p.numel() == 1}
+        chosen = self.selection is not None and self.best is not None
+        epochs = self.epoch + (self.batch / self.bpe if self.batch else 0)
+        if chosen:
+            metric, mode = self.selection
+            selection = {"checkpoint": "best.pt", "rule": "best", "metric": metric, "mode": mode,
+                         "value": self.best, **self.best_at}
+        else:
+            selection = {"checkpoint": "last.pt", "rule": "last", "epoch": epochs, "step": self.step,
+                         "why": "no validation split" if self.selection is None else "no evaluation yet"}
         return {
             "status": self.status,
-            "epochs": self.epoch + (self.batch / self.bpe if self.batch else 0),
+            "epochs": epochs,
             "steps": self.step,
             "wall_seconds": round(self.elapsed, 3),
             "device": str(self.device),
             "precision": self.precision,
-            "metrics": final,
-            "best": {"value": self.best, "by": "val_loss" if self.val_split is not None else "train_loss",
-                     **self.best_at} if self.best is not None else None,
+            "metrics": dict(self.best_metrics) if chosen else final,
+            **({"final_metrics": final} if chosen and final and self.best_at["step"] != self.step else {}),
+            "selection": selection,
             "params": params,
-            "checkpoint": str(self.run_path / "checkpoints" / ("best.pt" if self.best is not None else "last.pt")),
+            "checkpoint": str(self.run_path / "checkpoints" / selection["checkpoint"]),
             "signal": self.stop.signum,
             "world_size": self.world.size,
             "diverged": self.diverged,
@@ -731,9 +764,11 @@ class Trainer:
 
     def _save_best(self) -> None:
         if self.world.main and self.best_dirty and self.best_state is not None:
+            metric, mode = self.selection
             save_checkpoint(self.run_path / "checkpoints" / "best.pt", {
                 "spec_hash": self.spec_hash, "model": self.best_state, "epoch": self.best_at["epoch"],
-                "step": self.best_at["step"], "value": self.best})
+                "step": self.best_at["step"], "value": self.best, "metric": metric, "mode": mode,
+                "metrics": dict(self.best_metrics or {})})
             self.best_dirty = False
 
     def _rank_state(self) -> dict:
@@ -760,6 +795,7 @@ class Trainer:
             "loop": {
                 "losses": torch.stack(self.losses).cpu() if self.losses else None,
                 "marks": dict(self.marks), "best": self.best, "best_at": dict(self.best_at),
+                "best_metrics": self.best_metrics,
                 "bad_evals": self.bad_evals, "es_best": self.es_best, "events": self.events,
                 "elapsed": time.perf_counter() - self.t0,
                 "epoch_loss": self.epoch_loss, "last_eval": self.last_eval,
@@ -782,8 +818,9 @@ class Trainer:
         same_world = bool(ranks) and len(ranks) == self.world.size and self.world.size > 1
         losses = ranks[self.world.rank]["losses"] if same_world else loop["losses"]
         self.losses = list(losses.to(self.device).unbind(0)) if losses is not None else []
-        self.marks = dict(loop["marks"])
+        self.marks = {k: v for k, v in loop["marks"].items() if k in self.marks}
         self.best, self.best_at = loop["best"], dict(loop["best_at"])
+        self.best_metrics = loop.get("best_metrics")
         self.bad_evals, self.es_best = loop["bad_evals"], loop["es_best"]
         self.events, self.elapsed = loop["events"], loop["elapsed"]
         self.epoch_loss, self.last_eval = loop["epoch_loss"], loop["last_eval"]

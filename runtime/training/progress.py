@@ -98,15 +98,19 @@ class Progress:
             self._bar = None
 
     def finish(self, summary: dict) -> None:
-        """The run's outcome: a JSON `end` record, or one line with the final metrics."""
+        """The run's outcome: a JSON `end` record, or one line with the figures of the run's chosen checkpoint
+        (the one eval and export use)."""
+        selection = summary.get("selection") or {}
         if self.mode == "jsonl":
             self._json({"event": "end", "status": summary["status"], "epoch": summary["epochs"],
-                        "step": summary["steps"], "metrics": summary["metrics"], "params": summary["params"],
-                        "wall_seconds": summary["wall_seconds"], "run": str(summary["checkpoint"]).rsplit("/checkpoints", 1)[0]})
+                        "step": summary["steps"], "checkpoint": selection.get("checkpoint"),
+                        "selection": selection, "metrics": summary["metrics"], "params": summary["params"],
+                        "wall_seconds": summary["wall_seconds"],
+                        "run": str(summary["checkpoint"]).rsplit("/checkpoints", 1)[0]})
         elif self.mode != "quiet":
             values = "  ".join(f"{k} {_fmt(v)}" for k, v in summary["metrics"].items() if v is not None)
             self._print(f"{self.title}: {summary['status']} after {summary['steps']} steps in "
-                        f"{summary['wall_seconds']:.1f}s  {values}")
+                        f"{summary['wall_seconds']:.1f}s; {chosen(selection)}: {values}")
 
     def _json(self, record: dict) -> None:
         self._print(json.dumps({"variant": self.variant, **record} if self.variant else record, allow_nan=True))
@@ -116,3 +120,11 @@ class Progress:
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
+
+
+def chosen(selection: dict) -> str:
+    """`best.pt (step 320, lowest val_loss)` or `last.pt (step 400)`: which checkpoint a run's figures are of."""
+    if selection.get("rule") == "best":
+        extreme = "lowest" if selection.get("mode") == "min" else "highest"
+        return f"best.pt (step {selection.get('step')}, {extreme} {selection.get('metric')})"
+    return f"{selection.get('checkpoint', 'last.pt')} (step {selection.get('step')})"

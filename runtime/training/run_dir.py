@@ -1,12 +1,14 @@
 """Run directories: where a training run keeps its spec, settings, metrics, summary and checkpoints.
 
     runs/<spec-stem>/<YYYYmmdd-HHMMSS>/      (or --out DIR)
+        run.json             spec, overrides, variant, data root, ... as the run started (manifest.py)
         spec.dlspec          the spec text as given (spec.yaml when it was YAML)
         resolved.yaml        the configuration that ran, as a YAML spec (see `resolved_yaml`)
         metrics.jsonl        one JSON object per log / eval / end event
         summary.json         spec, spec_hash, seed, device, epochs, steps, wall_seconds, metrics,
                              params, checkpoint, data, overrides, variant, variants, ...
-        checkpoints/last.pt  and best.pt
+        checkpoints/last.pt  and best.pt (with a validation split; see loop.py's checkpoint selection)
+        model.onnx, plots/   the exported model and the pictures, after training
         variants/<name>/     a spec with variants trains each here (same layout)
 
 `load_run(run_dir)` reads one back: the spec re-checked with the stored
@@ -37,7 +39,8 @@ from dslc.dsl.diagnostics import Source
 from dslc.dsl.format import format_expr
 from dslc.dsl.yaml_face import to_yaml
 
-RUN_FILES = ("spec.dlspec", "spec.yaml", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints", "variants")
+RUN_FILES = ("run.json", "spec.dlspec", "spec.yaml", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints",
+             "variants", "plots", "model.onnx", "report.html", "samples.npz", "plot_inputs.npz")
 
 
 # ---------------------------------------------------------------- configuration
@@ -193,6 +196,9 @@ def resolved_yaml(checked: CheckedSpec, overrides=()) -> str:
 def _text(v) -> str:
     """A Python value written as spec expression text."""
     return format_expr(_to_ast(v))
+
+
+value_text = _text
 
 
 def _yaml_value(v):
