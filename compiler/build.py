@@ -35,7 +35,9 @@ def build_layer(l: LayerIR) -> nn.Module:
     x = l.step_input
     module = module_class(layer.module_name(x, l.args))(**layer.kwargs(x, l.args))
     # Layers that act on the last axis need no wrapper, so `each linear(1)` keeps `linear_1.weight`.
-    return Each(module) if l.each and not layer.last_axis else module
+    module = Each(module) if l.each and not layer.last_axis else module
+    module.mask_from = l.mask            # (model input, padding id) of the mask a mask-aware layer reads, or None
+    return module
 
 
 def _param(p) -> nn.Parameter:

@@ -85,8 +85,12 @@ def layer_constructor(l: LayerIR) -> str:
     `nn.Conv2d(1, 16, kernel_size=5, padding=2)` (keywords at torch's defaults left out)."""
     entry = LAYERS[l.layer]
     x = l.step_input
+    if entry.emit_constructor is not None:
+        return entry.emit_constructor(x, l.args)
     kwargs = entry.kwargs(x, l.args)
-    name = entry.module_name(x, l.args)
+    name = entry.emit_module or entry.module_name(x, l.args)
+    for extra in entry.dslc_kwargs:         # dslc's own modules subclass torch's, with these on top
+        kwargs.pop(extra, None)
     if entry.recurrent:                     # dslc's recurrent modules are torch's, with carry_state on top
         kwargs.pop("carry_state", None)
         name = f"nn.{name}"
@@ -101,10 +105,45 @@ def layer_constructor(l: LayerIR) -> str:
     return f"Each({text})" if l.each and not entry.last_axis else text
 
 
-def inline_source(l: LayerIR, x: str) -> str | None:
-    """How a parameter-free layer is written inline in forward (`x[:, -1]`), or None."""
+def inline_source(l: LayerIR, x: str, mask: str | None = None, module: str | None = None) -> str | None:
+    """How a layer is written in forward: inline for one without weights (`x[:, -1]`), or the call of its module
+    (`self.multihead_attention_1(x, x, x, need_weights=False)[0]`); None when it is a plain module call."""
     form = LAYERS[l.layer].inline
-    return form.format(x=x, out=", ".join(str(d) for d in l.output.dims)) if form else None
+    if form is None:
+        return None
+    if callable(form):
+        return form(x, l, mask, module=module) if module is not None else form(x, l, mask)
+    return form.format(x=x, out=", ".join(str(d) for d in l.output.dims))
+
+
+def mask_name(source) -> str:
+    """The local variable that holds a padding mask in ejected code: `mask_tokens` (True: a real step)."""
+    return f"mask_{local(source[0])}"
+
+
+HELPERS = {
+    "real_steps": '''
+
+def real_steps(mask):
+    """A padding mask [B, T] (True: a real step); a sample of nothing but padding counts all its steps."""
+    return mask | ~mask.any(dim=1, keepdim=True)''',
+    "causal_mask": '''
+
+def causal_mask(steps, device):
+    """[T, T], True where a step may not look: at later steps."""
+    return torch.ones(steps, steps, dtype=torch.bool, device=device).triu(1)''',
+    "sinusoidal_code": '''
+
+def sinusoidal_code(steps, dim, base=10000.0):
+    """The fixed sine/cosine position code [T, D] of "Attention Is All You Need"."""
+    t = torch.arange(steps, dtype=torch.float32).unsqueeze(1)
+    i = torch.arange(0, dim, 2, dtype=torch.float32)
+    angle = t * torch.exp(-math.log(base) * i / dim)
+    code = torch.zeros(steps, dim)
+    code[:, 0::2] = torch.sin(angle)
+    code[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return code''',
+}
 
 
 # ---------------------------------------------------------------- forward programs
@@ -118,6 +157,21 @@ class Scope:
     blocks: dict[str, BlockIR] = field(default_factory=dict)
     params: dict[str, TensorShape] = field(default_factory=dict)
     inputs: dict[str, TensorShape] = field(default_factory=dict)
+    all_blocks: dict[str, BlockIR] = field(default_factory=dict)     # every block of the model, nested ones too
+
+
+def block_masks(blocks: dict[str, BlockIR], path: str) -> list:
+    """The padding masks a block's layers (nested blocks included) read, in a stable order."""
+    found: list = []
+
+    def walk(p: str) -> None:
+        for step in blocks[p].steps:
+            if isinstance(step, str):
+                walk(step)
+            elif step.mask and step.mask not in found:
+                found.append(step.mask)
+    walk(path)
+    return found
 
 
 class ForwardWriter:
@@ -131,6 +185,8 @@ class ForwardWriter:
         self.taken = set(taken)
         self.lines: list[str] = []
         self.source = SourceExpr("torch", self.name_of, self.layer_call)
+        self.masks: set = set()            # (input, padding id) of the masks the lines read
+        self.uses_helpers: set[str] = set()
 
     @property
     def uses_torch(self) -> bool:
@@ -145,7 +201,10 @@ class ForwardWriter:
 
     def layer_call(self, node) -> str:
         if isinstance(node, BlockCall):
-            return f"{attr('self', node.block)}({self.source(node.input)[0]})"
+            masks = block_masks(self.scope.all_blocks, node.block)
+            self.masks |= set(masks)
+            args = [self.source(node.input)[0]] + [mask_name(m) for m in masks]
+            return f"{attr('self', node.block)}({', '.join(args)})"
         return self.chain(node)
 
     def comment(self, *nodes) -> str:
@@ -180,9 +239,16 @@ class ForwardWriter:
 
     def layer_lines(self, l: LayerIR, x: str, var: str) -> None:
         out = shape_text(l.output)
-        recurrent = LAYERS[l.layer].recurrent
-        if LAYERS[l.layer].inline:
-            self.lines.append(f"{var} = {inline_source(l, x)}  # {l.name}: {out}")
+        entry = LAYERS[l.layer]
+        recurrent = entry.recurrent
+        mask = mask_name(l.mask) if l.mask else None
+        if mask:
+            self.masks.add(l.mask)
+        if entry.inline is not None:
+            text = inline_source(l, x, mask, None if entry.inline_only else attr("self", l.name))
+            self.uses_helpers |= {h for h in HELPERS if h + "(" in text}
+            self.source.uses.add("torch") if "torch." in text else None
+            self.lines.append(f"{var} = {text}  # {l.name}: {out}")
         elif recurrent and l.args["carry_state"]:
             self.carried_lines(l, x, var)
         elif recurrent:
@@ -206,6 +272,11 @@ class ForwardWriter:
             f"{INDENT}{state} = {detach}",
         ]
         self.taken.update({"carried", "state"})
+
+    def mask_lines(self, inputs: dict[str, TensorShape]) -> list[str]:
+        """`mask_tokens = tokens != 0`: the padding masks the forward program reads, computed from its inputs."""
+        return [f"{mask_name(m)} = {local(m[0])} != {m[1]}  # real steps of {m[0]} (not padding)"
+                for m in sorted(self.masks) if m[0] in inputs]
 
     def program(self, steps, outputs) -> list[str]:
         """The body of `forward`: bindings, then the return statement."""
@@ -233,7 +304,7 @@ def _carried(layers) -> list[LayerIR]:
 
 def _plain_sequential(block: BlockIR) -> bool:
     """A block can be an nn.Sequential when each of its steps is one module taking and giving a tensor."""
-    return not block.residual and all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent
+    return not block.residual and all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent and not l.mask
                                       for l in block.layers)
 
 
@@ -311,7 +382,7 @@ class ModelSource:
 
     def layer_attributes(self, layers, depth: int) -> None:
         for l in layers:
-            if not LAYERS[l.layer].inline:
+            if not LAYERS[l.layer].inline_only:
                 self.src.add(f"self.{l.name} = {self.constructor(l)}", depth=depth)
         for l in _carried(layers):
             self.src.add(f"self.{l.name}_state = None  # carried between training batches", depth=depth)
@@ -325,6 +396,8 @@ class ModelSource:
     def forward(self, scope: Scope, args: list[str], steps, outputs, depth: int, doc: str) -> None:
         writer = ForwardWriter(scope, set(args))
         body = writer.program(steps, outputs)
+        body = writer.mask_lines(scope.inputs) + body
+        self.helpers(writer)
         if writer.uses_torch:
             self.src.imports.add("torch")
         if writer.uses_functional:
@@ -344,6 +417,13 @@ class ModelSource:
         for b in blocks:
             self.src.add(f"{attr('self', b)}.reset_state()", depth=depth + 1)
 
+    def helpers(self, writer) -> None:
+        for helper in writer.uses_helpers:
+            self.src.imports.add(f"helper:{helper}")
+            self.src.imports.add("torch")
+        if writer.uses_torch:
+            self.src.imports.add("torch")
+
     def needs_reset(self, block: BlockIR) -> bool:
         return bool(_carried(block.layers)) or any(self.needs_reset(self.m.blocks[c]) for c in block.children)
 
@@ -357,22 +437,27 @@ class ModelSource:
         for step in block.steps:
             if isinstance(step, str):
                 self.block_attribute(self.m.blocks[step], depth=2)
-            elif not LAYERS[step.layer].inline:
+            elif not LAYERS[step.layer].inline_only:
                 self.src.add(f"self.{step.name} = {self.constructor(step)}", depth=2)
         for l in _carried(block.layers):
             self.src.add(f"self.{l.name}_state = None  # carried between training batches", depth=2)
-        writer = ForwardWriter(Scope({l.name: l for l in block.layers}, inputs={"x": block.input}), {"x"})
+        masks = [mask_name(m) for m in block_masks(self.m.blocks, block.name)]
+        writer = ForwardWriter(Scope({l.name: l for l in block.layers}, inputs={"x": block.input},
+                                     all_blocks=self.m.blocks), {"x", *masks})
         var, source = ("h" if block.residual else "x"), "x"
         for step in block.steps:
             if isinstance(step, str):
                 child = step.rsplit(".", 1)[-1]
-                writer.lines.append(f"{var} = {attr('self', child)}({source})  # {shape_text(self.m.blocks[step].output)}")
+                args = [source] + [mask_name(m) for m in block_masks(self.m.blocks, step)]
+                writer.lines.append(f"{var} = {attr('self', child)}({', '.join(args)})  "
+                                    f"# {shape_text(self.m.blocks[step].output)}")
             else:
                 writer.layer_lines(step, source, var)
             source = var
         writer.lines.append(f"return {source} + x  # {shape_text(block.output)}" if block.residual else
                             f"return {source}")
-        self.src.add("", "def forward(self, x):", depth=1)
+        self.helpers(writer)
+        self.src.add("", f"def forward(self, {', '.join(['x'] + masks)}):", depth=1)
         self.src.add(f'"""{shape_text(block.input)} -> {shape_text(block.output)}"""', depth=2)
         self.src.add(*writer.lines, depth=2)
         nested = [c.rsplit(".", 1)[-1] for c in block.children if self.needs_reset(self.m.blocks[c])]
@@ -393,7 +478,8 @@ class ModelSource:
             self.block_attribute(b, depth=2)
         self.layer_attributes(m.layers, depth=2)
         self.init_rules()
-        scope = Scope({l.name: l for l in m.layers}, m.blocks, {p.name: p.shape for p in m.params}, dict(m.inputs))
+        scope = Scope({l.name: l for l in m.layers}, m.blocks, {p.name: p.shape for p in m.params}, dict(m.inputs),
+                      m.blocks)
         doc = ", ".join(f"{n}: {shape_text(s)} {_dtype(s)}" for n, s in m.inputs.items())
         self.forward(scope, [local(n) for n in m.inputs], m.steps, m.outputs, depth=1, doc=doc)
         carried_blocks = [b.name for b in m.top_blocks if self.needs_reset(b)]
@@ -519,6 +605,9 @@ def model_source(checked: CheckedSpec, spec_label: str) -> str:
     if "F" in src.imports:
         imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
+    if "helper:sinusoidal_code" in src.imports:
+        imports.insert(0, "import math")
     body = "\n".join(src.lines)
     each = EACH_CLASS if "each" in src.imports else ""
-    return "\n".join(header + imports) + "\n" + (each + "\n" if each else "") + body + "\n"
+    helpers = "".join(text + "\n" for name, text in HELPERS.items() if f"helper:{name}" in src.imports)
+    return "\n".join(header + imports) + "\n" + helpers + (each + "\n" if each else "") + body + "\n"

@@ -36,6 +36,15 @@ _CONSTANT = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "s
              "softplus": lambda v: math.log1p(math.exp(v))}
 
 
+def keep_mask(shape: TensorShape, *operands: Node):
+    """The padding mask a result keeps: an operand's, when the result still has that operand's time axis first."""
+    for op in operands:
+        if op.mask and op.mask[1] is not None and op.shape.rank >= 2 and shape.rank >= 2 \
+                and op.shape.dims[0] == shape.dims[0]:
+            return op.mask
+    return None
+
+
 class Bail(Exception):
     """Stop checking one expression after its mistake has been reported."""
 
@@ -78,7 +87,7 @@ class ExprChecker:
             x = self.check(e.operand)
             if isinstance(x, Const):
                 return const(-x.value)
-            return Op(name="neg", args=(x,), shape=x.shape, batched=x.batched)
+            return Op(name="neg", args=(x,), shape=x.shape, batched=x.batched, mask=x.mask)
         if isinstance(e, ast.BinOp):
             if e.op == "@":
                 return self.matmul(e)
@@ -147,7 +156,8 @@ class ExprChecker:
             self.error(f"an integer value {a.shape} can only be raised to a whole, non-negative power", e.span,
                        "convert it to floats first, e.g. multiply by 1.0")
         dtype = result_dtype(op, [(a.shape.dtype, isinstance(a, Const)), (b.shape.dtype, isinstance(b, Const))])
-        return Op(name=op, args=(a, b), shape=TensorShape(dtype, dims), batched=a.batched or b.batched)
+        shape = TensorShape(dtype, dims)
+        return Op(name=op, args=(a, b), shape=shape, batched=a.batched or b.batched, mask=keep_mask(shape, a, b))
 
     def function(self, e: ast.Call) -> Node:
         name = e.func.name
@@ -163,7 +173,7 @@ class ExprChecker:
                 value = None
             if value is not None and not isinstance(value, complex) and math.isfinite(value):
                 return const(value if dtype in INT_DTYPES else float(value))
-        return Op(name=name, args=(x,), shape=TensorShape(dtype, x.shape.dims), batched=x.batched)
+        return Op(name=name, args=(x,), shape=TensorShape(dtype, x.shape.dims), batched=x.batched, mask=x.mask)
 
     def join(self, e: ast.Call) -> Node:
         """concat(a, b, ..., axis=-1) and stack(a, b, ..., axis=-1) along a per-sample axis."""
@@ -210,8 +220,9 @@ class ExprChecker:
         if any(isinstance(d, int) and d >= MAX_DIM for d in dims):
             self.error(f"{name} would produce a dimension over {MAX_DIM - 1}", e.span)
         dtype = result_dtype("add", [(p.shape.dtype, isinstance(p, Const)) for p in parts])
-        return Op(name=name, args=tuple(parts), axis=axis, shape=TensorShape(dtype, tuple(dims)),
-                  batched=any(p.batched for p in parts))
+        shape = TensorShape(dtype, tuple(dims))
+        return Op(name=name, args=tuple(parts), axis=axis, shape=shape, batched=any(p.batched for p in parts),
+                  mask=keep_mask(shape, *parts) if axis != 0 else None)
 
     # ------------------------------------------------------------ axes, indexing, matmul
 
@@ -256,9 +267,10 @@ class ExprChecker:
         axis_e = keywords["axis"].value if "axis" in keywords else ast.Number(value=-1, span=e.span)
         axis = self.axis(x.shape, axis_e, name)
         if name in AXIS_FUNCTIONS:
-            return Op(name=name, args=(x,), axis=axis, shape=x.shape, batched=x.batched)
-        dims = x.shape.dims[:axis] + x.shape.dims[axis + 1:]
-        return Op(name=name, args=(x,), axis=axis, shape=TensorShape(x.shape.dtype, dims), batched=x.batched)
+            return Op(name=name, args=(x,), axis=axis, shape=x.shape, batched=x.batched, mask=x.mask)
+        shape = TensorShape(x.shape.dtype, x.shape.dims[:axis] + x.shape.dims[axis + 1:])
+        return Op(name=name, args=(x,), axis=axis, shape=shape, batched=x.batched,
+                  mask=keep_mask(shape, x) if axis != 0 else None)
 
     def reorder(self, e: ast.Call) -> Node:
         """transpose(x, a, b) swaps two per-sample axes; permute(x, d0, d1, ...) reorders all of them."""
@@ -278,9 +290,9 @@ class ExprChecker:
                 self.error(f"permute needs each of the {x.shape.rank} per-sample axes once, in the new order",
                            e.span, f"e.g. permute(x, {', '.join(str(i) for i in reversed(range(x.shape.rank)))})")
             order = axes
-        dims = tuple(x.shape.dims[i] for i in order)
-        return Op(name="permute", args=(x,), params=tuple(order), shape=TensorShape(x.shape.dtype, dims),
-                  batched=x.batched)
+        shape = TensorShape(x.shape.dtype, tuple(x.shape.dims[i] for i in order))
+        return Op(name="permute", args=(x,), params=tuple(order), shape=shape, batched=x.batched,
+                  mask=keep_mask(shape, x) if order and order[0] == 0 else None)
 
     def split_parts(self, e: ast.Call) -> list[Node]:
         """split(x, n, axis=-1): n equal parts along an axis, as slices."""
@@ -300,8 +312,9 @@ class ExprChecker:
         for i in range(n):
             items = tuple([(None, None, None)] * axis + [(i * part, (i + 1) * part, None)])
             dims = x.shape.dims[:axis] + (part,) + x.shape.dims[axis + 1:]
-            out.append(Op(name="index", args=(x,), params=items, shape=TensorShape(x.shape.dtype, dims),
-                          batched=x.batched))
+            shape = TensorShape(x.shape.dtype, dims)
+            out.append(Op(name="index", args=(x,), params=items, shape=shape, batched=x.batched,
+                          mask=keep_mask(shape, x) if axis != 0 else None))
         return out
 
     def subscript(self, e) -> Node:
@@ -344,8 +357,10 @@ class ExprChecker:
                     self.error(f"index {i} is out of range for an axis of size {d}", item.span)
                 items.append(i)
         dims += list(x.shape.dims[len(items_e):])
-        return Op(name="index", args=(x,), params=tuple(items), shape=TensorShape(x.shape.dtype, tuple(dims)),
-                  batched=x.batched)
+        shape = TensorShape(x.shape.dtype, tuple(dims))
+        whole_time = not items or items[0] == (None, None, None)
+        return Op(name="index", args=(x,), params=tuple(items), shape=shape, batched=x.batched,
+                  mask=keep_mask(shape, x) if whole_time else None)
 
     def matmul(self, e: ast.BinOp) -> Node:
         """a @ b per sample: [..., n, k] @ [..., k, m] -> [..., n, m]; a vector [k] counts as a row or column."""
@@ -370,7 +385,8 @@ class ExprChecker:
             self.error(err.message, e.span, err.hint)
         dims = lead + ((sa.dims[-2],) if sa.rank >= 2 else ()) + ((sb.dims[-1],) if sb.rank >= 2 else ())
         dtype = result_dtype("mul", [(sa.dtype, False), (sb.dtype, False)])
-        return Op(name="matmul", args=(a, b), shape=TensorShape(dtype, tuple(dims)), batched=a.batched or b.batched)
+        shape = TensorShape(dtype, tuple(dims))
+        return Op(name="matmul", args=(a, b), shape=shape, batched=a.batched or b.batched, mask=keep_mask(shape, a))
 
 
 def _slice_text(parts) -> str:

@@ -39,6 +39,8 @@ SCALAR = TensorShape("f32", ())
 class Node:
     shape: TensorShape = SCALAR    # per-sample element type and dims
     batched: bool = False           # has a batch axis (depends on the samples)
+    mask: tuple | None = None       # (model input, padding id) whose padding marks this value's padded steps
+                                    # (padding id None: token ids not yet embedded)
 
     def children(self) -> tuple["Node", ...]:
         return ()
@@ -186,7 +188,7 @@ def to_json(node: Node) -> dict:
     out: dict[str, Any] = {"node": type(node).__name__, "dtype": node.shape.dtype, "dims": list(node.shape.dims),
                            "batched": node.batched}
     for name in node.__dataclass_fields__:
-        if name in ("shape", "batched"):
+        if name in ("shape", "batched", "mask"):
             continue
         value = getattr(node, name)
         if isinstance(value, Node):
@@ -322,6 +324,7 @@ class LayerIR:
     output: TensorShape
     each: bool = False        # applied at every time step
     span: ast.Span = ast.NO_SPAN
+    mask: tuple | None = None  # (model input, padding id): the padding mask a mask-aware layer reads
 
     def __str__(self) -> str:
         """The layer as a spec would write it: required arguments first, then what differs from defaults."""
@@ -354,6 +357,7 @@ class BlockIR:
     output: TensorShape
     residual: bool = False        # its value is its steps' value plus its input
     definition: str = ""          # the `block` it is a use of ("" for a residual stage)
+    masks: tuple = (None, None)   # the padding masks of its input and output values
 
     @property
     def layers(self) -> tuple[LayerIR, ...]:

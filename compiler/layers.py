@@ -37,9 +37,22 @@ class Layer:
     sequence_input: bool = False   # takes [T, F] and is not applied per step by `each`
     last_axis: bool = False        # acts on the last axis only, so `each` needs no wrapper
     recurrent: bool = False        # returns (outputs, state); may carry its state between batches
-    inline: str | None = None      # how `dslc emit` writes it in forward, in `x` and `out` (the output dims)
+    mask_aware: bool = False       # reads a padding mask [B, T] when its input's time axis has padding
+    inline: str | Callable | None = None   # how `dslc emit` writes it in forward: a template in `x` and `out`
+                                           # (the output dims), or fn(x text, layer, mask text) for layers without
+                                           # weights; for layers with weights, how their module is called
+    emit_module: str | None = None   # the torch.nn class ejected code constructs when dslc's own module subclasses it
+    emit_constructor: Callable | None = None   # fn(input shape, args) -> constructor source, when not derived
+    dslc_kwargs: tuple = ()        # constructor arguments of dslc's own module that the torch class lacks
+    traced_shapes_freeze: bool = False   # the TorchScript ONNX exporter would freeze its sequence length
     starts_line: bool = False      # `dslc fmt` starts a new line with it (layers with weights, or that reshape)
     params: Callable[[TensorShape, dict], int] = _no_params   # trainable values, counted without torch
+
+    @property
+    def inline_only(self) -> bool:
+        """Ejected code writes it inline in forward, with no module of its own (it has no weights)."""
+        return self.inline is not None and self.emit_module is None and not str(self.module).startswith("nn.") \
+            and not self.recurrent and not callable(self.module)
 
     def module_name(self, x: TensorShape, args: dict) -> str:
         return self.module(x, args) if callable(self.module) else self.module
@@ -216,21 +229,25 @@ for _kind in ("max", "avg"):
         _pool(_kind, _n)
 
 
-def _adaptive(n: int):
-    name = f"adaptive_avgpool{n}d"
+def _adaptive(n: int, kind: str = "avg"):
+    name = f"adaptive_{kind}pool{n}d"
+    cls = f"Adaptive{kind.capitalize()}Pool{n}d"
 
     def rule(x, a):
         need_rank(x, name, n + 1, "[channels, length]" if n == 1 else "[channels, height, width]")
         _check_axes(a["size"], n, name, "size")
         return x.with_dims((x.dims[0],) + _per_axis(a["size"], n))
 
-    register(Layer(name, f"Average pooling to a fixed output size over {n} spatial {'axis' if n == 1 else 'axes'}.",
-                   rule, f"nn.AdaptiveAvgPool{n}d", lambda x, a: {"output_size": a["size"]},
+    what = "Average" if kind == "avg" else "Max"
+    register(Layer(name, f"{what} pooling to a fixed output size over {n} spatial {'axis' if n == 1 else 'axes'}.",
+                   rule, f"nn.{cls}", lambda x, a: {"output_size": a["size"]},
                    [Arg("size", "size", check=positive)], positional=1))
 
 
 _adaptive(1)
 _adaptive(2)
+_adaptive(1, "max")
+_adaptive(2, "max")
 
 
 # ---------------------------------------------------------------- normalisation and regularisation
@@ -415,10 +432,183 @@ def _over_time(name):
     return rule
 
 
-register(Layer("last", "The last time step: [T, F] -> [F].", _over_time("last"), "Last", sequence_input=True,
-               inline="{x}[:, -1]", starts_line=True))
-register(Layer("mean_over_time", "The mean over time steps: [T, F] -> [F].", _over_time("mean_over_time"),
-               "MeanOverTime", sequence_input=True, inline="{x}.mean(dim=1)", starts_line=True))
+def _masked_inline(plain: str, masked: str):
+    """The inline form of a time reduction, with and without a padding mask (`{m}`: the mask's name)."""
+    def write(x: str, layer, mask: str | None) -> str:
+        return masked.format(x=x, m=mask) if mask else plain.format(x=x)
+    return write
+
+
+register(Layer("last", "The last time step (the last real one under a padding mask): [T, F] -> [F].",
+               _over_time("last"), "Last", sequence_input=True, mask_aware=True, starts_line=True,
+               inline=_masked_inline("{x}[:, -1]", "{x}[torch.arange({x}.shape[0], device={x}.device), "
+                                     "(torch.arange({x}.shape[1], device={x}.device) * real_steps({m})).argmax(dim=1)]")))
+register(Layer("mean_over_time", "The mean over time steps (over the real ones under a padding mask): [T, F] -> [F].",
+               _over_time("mean_over_time"), "MeanOverTime", sequence_input=True, mask_aware=True, starts_line=True,
+               inline=_masked_inline("{x}.mean(dim=1)", "({x} * real_steps({m}).unsqueeze(-1)).sum(dim=1) / "
+                                     "real_steps({m}).sum(dim=1, keepdim=True)")))
+register(Layer("sum_over_time", "The sum over time steps (over the real ones under a padding mask): [T, F] -> [F].",
+               _over_time("sum_over_time"), "SumOverTime", sequence_input=True, mask_aware=True, starts_line=True,
+               inline=_masked_inline("{x}.sum(dim=1)", "({x} * {m}.unsqueeze(-1)).sum(dim=1)")))
+
+
+# ---------------------------------------------------------------- reordering axes
+
+
+def _permutation(name: str, order_of):
+    def rule(x, a):
+        order = order_of(x, a)
+        return x.with_dims([x.dims[i] for i in order])
+    return rule
+
+
+def _axes(x: TensorShape, values, layer: str) -> list[int]:
+    out = []
+    for v in values:
+        if x.rank == 0 or not -x.rank <= v < x.rank:
+            raise ShapeError(f"{layer}: axis {v} does not exist in {x.dims_text}",
+                             "per-sample axes are counted from 0 (the batch axis is not counted)")
+        out.append(v % x.rank)
+    return out
+
+
+def _swap(x, a):
+    first, second = _axes(x, [a["first"], a["second"]], "transpose")
+    order = list(range(x.rank))
+    order[first], order[second] = order[second], order[first]
+    return order
+
+
+def _reorder(x, a):
+    order = _axes(x, a["dims"], "permute")
+    if sorted(order) != list(range(x.rank)):
+        raise ShapeError(f"permute needs each of the {x.rank} per-sample axes of {x.dims_text} once, in the new order",
+                         f"e.g. permute({', '.join(str(i) for i in reversed(range(x.rank)))})")
+    return order
+
+
+register(Layer("transpose", "Swaps two per-sample axes: transpose(0, 1) on [C, T] gives [T, C].",
+               _permutation("transpose", _swap), "Permute", lambda x, a: {"order": _swap(x, a)},
+               [Arg("first", "int"), Arg("second", "int")],
+               inline=lambda x, l, mask: f"{x}.transpose({l.args['first'] % l.input.rank + 1}, "
+                                         f"{l.args['second'] % l.input.rank + 1})"))
+register(Layer("permute", "Reorders the per-sample axes: permute(2, 0, 1) on [H, W, C] gives [C, H, W].",
+               _permutation("permute", _reorder), "Permute", lambda x, a: {"order": _reorder(x, a)},
+               [Arg("dims", "int", variadic=True)],
+               inline=lambda x, l, mask: f"{x}.permute(0, {', '.join(str(i + 1) for i in _reorder(l.input, l.args))})"))
+
+
+# ---------------------------------------------------------------- positions and attention
+
+
+def _sequence_of_vectors(x: TensorShape, layer: str) -> None:
+    need_rank(x, layer, 2, "a sequence of vectors [T, D]",
+              "embed token ids first (embedding(...)), or reshape patches into [T, D]")
+    if isinstance(x.dims[1], str):
+        raise ShapeError(f"{layer} needs a fixed width D, not {x.dims[1]}")
+
+
+def _positions_shape(x, a):
+    _sequence_of_vectors(x, "position_embedding")
+    if isinstance(x.dims[0], int) and x.dims[0] > a["max_len"]:
+        raise ShapeError(f"position_embedding has {a['max_len']} positions but the sequence has {x.dims[0]} steps",
+                         f"use position_embedding({x.dims[0]}) or more")
+    return x
+
+
+register(Layer("position_embedding", "A learned vector per position added to a sequence: [T, D] -> [T, D], "
+               "T up to max_len.", _positions_shape, "PositionEmbedding",
+               lambda x, a: {"max_len": a["max_len"], "dim": x.dims[1]}, [Arg("max_len", "int", check=positive)],
+               emit_module="nn.Embedding", positional=2, params=lambda x, a: a["max_len"] * x.dims[1],
+               sequence_input=True,
+               inline=lambda x, l, mask, module=None: f"{x} + {module}.weight[:{x}.shape[1]]"))
+
+
+def _sinusoidal_shape(x, a):
+    _sequence_of_vectors(x, "sinusoidal_position")
+    if x.dims[1] % 2:
+        raise ShapeError(f"sinusoidal_position needs an even width, not {x.dims[1]}")
+    return x
+
+
+register(Layer("sinusoidal_position", "The fixed sine/cosine position code added to a sequence: [T, D] -> [T, D].",
+               _sinusoidal_shape, "SinusoidalPosition", lambda x, a: {"dim": x.dims[1]}, sequence_input=True,
+               inline=lambda x, l, mask: f"{x} + sinusoidal_code({x}.shape[1], {l.input.dims[1]}).to({x}.dtype)"))
+
+
+def _heads(x: TensorShape, a: dict, layer: str) -> None:
+    _sequence_of_vectors(x, layer)
+    if x.dims[1] % a["heads"]:
+        divisors = [h for h in range(1, x.dims[1] + 1) if x.dims[1] % h == 0]
+        raise ShapeError(f"{layer}: {a['heads']} heads do not divide the width {x.dims[1]}",
+                         f"use a number of heads that divides {x.dims[1]}: {', '.join(map(str, divisors[-6:]))}")
+
+
+def _attention_shape(x, a):
+    _heads(x, a, "multihead_attention")
+    return x
+
+
+def _attention_params(x, a):
+    d = x.dims[1]
+    return 4 * d * d + (4 * d if a["bias"] else 0)
+
+
+register(Layer("multihead_attention", "Multi-head self-attention over a sequence: [T, D] -> [T, D]; causal: each "
+               "step sees only earlier ones; padded steps are not attended to.", _attention_shape,
+               "MultiheadAttention",
+               lambda x, a: {"embed_dim": x.dims[1], "num_heads": a["heads"], "dropout": a["dropout"],
+                             "bias": a["bias"], "batch_first": True, "causal": a["causal"]},
+               [Arg("heads", "int", check=positive), Arg("dropout", "float", 0.0, check=probability),
+                Arg("bias", "bool", True), Arg("causal", "bool", False)],
+               emit_module="nn.MultiheadAttention", positional=2, dslc_kwargs=("causal",), traced_shapes_freeze=True,
+               torch_defaults={"dropout": 0.0, "bias": True}, sequence_input=True, mask_aware=True,
+               starts_line=True, params=_attention_params,
+               inline=lambda x, l, mask, module=None: (
+                   f"{module}({x}, {x}, {x}, need_weights=False"
+                   + (f", attn_mask=causal_mask({x}.shape[1], {x}.device)" if l.args["causal"] else "")
+                   + (f", key_padding_mask=~real_steps({mask})" if mask else "") + ")[0]")))
+
+
+def _encoder_shape(x, a):
+    _heads(x, a, "transformer_encoder")
+    return x
+
+
+def _encoder_params(x, a):
+    d, ff = x.dims[1], a["ff"]
+    return a["layers"] * (4 * d * d + 2 * d * ff + ff + 9 * d)
+
+
+def _encoder_constructor(x, a) -> str:
+    keywords = [f"dim_feedforward={a['ff']}", f"dropout={a['dropout']!r}"]
+    if a["activation"] != "relu":
+        keywords.append(f'activation="{a["activation"]}"')
+    keywords.append("batch_first=True")
+    if a["norm_first"]:
+        keywords.append("norm_first=True")
+    layer = f"nn.TransformerEncoderLayer({x.dims[1]}, {a['heads']}, {', '.join(keywords)})"
+    return f"nn.TransformerEncoder({layer}, {a['layers']}, enable_nested_tensor=False)"
+
+
+register(Layer("transformer_encoder", "Transformer encoder layers (torch's, batch first): [T, D] -> [T, D]; "
+               "causal=true for a decoder-only (GPT-style) model; padded steps are not attended to.",
+               _encoder_shape, "TransformerEncoder",
+               lambda x, a: {"dim": x.dims[1], "layers": a["layers"], "heads": a["heads"], "ff": a["ff"],
+                             "dropout": a["dropout"], "activation": a["activation"], "norm_first": a["norm_first"],
+                             "causal": a["causal"]},
+               [Arg("layers", "int", check=positive), Arg("heads", "int", check=positive),
+                Arg("ff", "int", check=positive), Arg("dropout", "float", 0.1, check=probability),
+                Arg("activation", "str", "relu", choices=("relu", "gelu")), Arg("norm_first", "bool", False),
+                Arg("causal", "bool", False)],
+               emit_module="nn.TransformerEncoder", emit_constructor=_encoder_constructor, sequence_input=True,
+               traced_shapes_freeze=True,
+               mask_aware=True, starts_line=True,
+               params=_encoder_params,
+               inline=lambda x, l, mask, module=None: (
+                   f"{module}({x}"
+                   + (f", mask=causal_mask({x}.shape[1], {x}.device)" if l.args["causal"] else "")
+                   + (f", src_key_padding_mask=~real_steps({mask})" if mask else "") + ")")))
 
 
 LINE_STARTERS = frozenset(name for name, layer in LAYERS.items() if layer.starts_line)

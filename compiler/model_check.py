@@ -8,6 +8,7 @@ Every mistake is reported with its span; checking goes on to find the rest.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 from dslc.dsl import ast
@@ -71,7 +72,8 @@ class ModelChecker:
             shape = tensor_type(inp.type, self.report)
             if shape:
                 self.ir.inputs[inp.name] = shape
-                self.values[inp.name] = Ref(name=inp.name, role="input", shape=shape, batched=True)
+                mask = (inp.name, None) if shape.is_int and shape.rank >= 1 else None   # token ids: padding, once embedded
+                self.values[inp.name] = Ref(name=inp.name, role="input", shape=shape, batched=True, mask=mask)
         for st in m.body:
             if isinstance(st, ast.BlockDef):
                 if st.name in self.block_defs:
@@ -272,20 +274,36 @@ class ModelChecker:
         return self.add_layer(layer_ir, value, scope)
 
     def add_layer(self, layer_ir: LayerIR, value: Node, scope: str) -> Node:
-        """The value after a layer: top-level layers join the model's chain; block layers join the block."""
+        """The value after a layer: top-level layers join the model's chain; block layers join the block.
+        A padding mask follows the time axis: an embedding with `padding` starts one from its token ids,
+        layers that keep the time axis pass it on, mask-aware layers read it."""
+        entry = LAYERS[layer_ir.layer]
+        mask_in = value.mask if value.mask and value.mask[1] is not None else None
+        if entry.mask_aware and mask_in:
+            layer_ir = dataclasses.replace(layer_ir, mask=mask_in)
+        out = layer_ir.output
+        if layer_ir.layer == "embedding" and value.mask and layer_ir.args.get("padding") is not None:
+            mask = (value.mask[0], layer_ir.args["padding"])
+        elif value.mask and out.rank >= 2 and value.shape.rank >= 1 and out.dims[0] == value.shape.dims[0] \
+                and (value.mask[1] is not None or out.is_int):
+            mask = value.mask
+        else:
+            mask = None
         if scope:
             self.building[scope].append(layer_ir)
-            return Ref(name="x", role="input", shape=layer_ir.output, batched=True)
+            return Ref(name="x", role="input", shape=out, batched=True, mask=mask)
         self.ir.layers.append(layer_ir)
         if isinstance(value, Chain):
-            return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=layer_ir.output, batched=True)
-        return Chain(layers=(layer_ir.name,), input=value, shape=layer_ir.output, batched=True)
+            return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=out, batched=True,
+                         mask=mask)
+        return Chain(layers=(layer_ir.name,), input=value, shape=out, batched=True, mask=mask)
 
     def add_block(self, block: BlockIR, value: Node, scope: str) -> Node:
+        mask = block.masks[1]
         if scope:
             self.building[scope].append(block.name)
-            return Ref(name="x", role="input", shape=block.output, batched=True)
-        return BlockCall(block=block.name, input=value, shape=block.output, batched=True)
+            return Ref(name="x", role="input", shape=block.output, batched=True, mask=mask)
+        return BlockCall(block=block.name, input=value, shape=block.output, batched=True, mask=mask)
 
     def next_name(self, scope: str, base: str) -> str:
         """`linear_3`, `res_2`, `residual_1`: the next module name of a kind inside a scope."""
@@ -371,7 +389,7 @@ class ModelChecker:
             self.report.error("residual needs stages: residual { linear(64) relu }", st.span)
             raise _Bail
         path = self.child_path(scope, self.next_name(scope, "residual"))
-        block = self.build_block(path, st.stages, value.shape, residual=True, span=st.span)
+        block = self.build_block(path, st.stages, value, residual=True, span=st.span)
         return self.add_block(block, value, scope)
 
     def child_path(self, scope: str, name: str) -> str:
@@ -400,6 +418,12 @@ class ModelChecker:
                                       f"{value.shape}", span,
                                       "a block has one set of weights, so its input shape must stay the same")
                     raise _Bail
+                if existing.masks[0] != value.mask:
+                    self.report.error(f"block '{name}' was first called on a value padded like "
+                                      f"{_mask_text(existing.masks[0])} and now on one padded like "
+                                      f"{_mask_text(value.mask)}", span,
+                                      "its attention and time reductions read one padding mask")
+                    raise _Bail
                 return self.add_block(existing, value, scope)
             if name in self.failed_blocks:
                 raise _Bail
@@ -412,7 +436,7 @@ class ModelChecker:
         self.instantiating.append(name)
         try:
             with self.param_env(bound):
-                block = self.build_block(path, d.stages, value.shape, residual=False, span=span, definition=name)
+                block = self.build_block(path, d.stages, value, residual=False, span=span, definition=name)
         except _Bail:
             self.failed_blocks.add(name)
             raise
@@ -448,10 +472,10 @@ class ModelChecker:
         finally:
             self.ev = outer
 
-    def build_block(self, path: str, stages, shape: TensorShape, residual: bool, span,
-                    definition: str = "") -> BlockIR:
+    def build_block(self, path: str, stages, value: Node, residual: bool, span, definition: str = "") -> BlockIR:
+        shape = value.shape
         self.building[path] = []
-        typed: Node = Ref(name="x", role="input", shape=shape, batched=True)
+        typed: Node = Ref(name="x", role="input", shape=shape, batched=True, mask=value.mask)
         for n, st in enumerate(stages):
             try:
                 typed = self.stage(st, typed, scope=path)
@@ -466,7 +490,9 @@ class ModelChecker:
                               f"give back {shape} but they give {typed.shape}", span,
                               "end the stages with a layer of the input's width, e.g. linear(...) or conv2d(...)")
             raise _Bail
-        block = BlockIR(path, tuple(self.building.pop(path)), shape, typed.shape, residual, definition)
+        out_mask = value.mask if residual else typed.mask
+        block = BlockIR(path, tuple(self.building.pop(path)), shape, typed.shape, residual, definition,
+                        (value.mask, out_mask))
         self.ir.blocks[path] = block
         return block
 
@@ -509,6 +535,12 @@ class ModelChecker:
                               "put it in a `block` and call the block")
             raise _Bail
         return None
+
+
+def _mask_text(mask) -> str:
+    if not mask:
+        return "nothing (no padding)"
+    return f"{mask[0]} == {mask[1]}" if mask[1] is not None else f"the token ids of {mask[0]}"
 
 
 def _list_dims(v) -> tuple | None:

@@ -29,6 +29,16 @@ _ALONG = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "mean": to
           "max": torch.amax, "min": torch.amin}
 
 
+def padding_mask(env: dict, source: tuple):
+    """[B, T], True at real steps: the model input's token ids against the padding id (computed once a pass)."""
+    key = ("mask",) + tuple(source)
+    mask = env.get(key)
+    if mask is None:
+        name, pad = source
+        mask = env[key] = env[name] != pad
+    return mask
+
+
 def _attr(path: str):
     target = torch
     for part in path.split("."):
@@ -128,13 +138,15 @@ class TorchBackend:
         def run(env, x):
             modules = env[MODULE]._modules
             for n in names:
-                x = modules[n](x)
+                m = modules[n]
+                source = getattr(m, "mask_from", None)
+                x = m(x, mask=padding_mask(env, source)) if source else m(x)
             return x
         return run
 
     def block(self, node: BlockCall):
         name = node.block
-        return lambda env, x: env[MODULE]._modules[name](x)
+        return lambda env, x: env[MODULE]._modules[name](x, env)
 
     def loss(self, node: LossCall):
         return loss_function(node.name, node.kwargs)

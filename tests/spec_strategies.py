@@ -47,14 +47,19 @@ def stage(draw, shape: TensorShape):
             options += ["linear", "linear", "layernorm", "batchnorm", "reshape"]
         if r == 2:
             if isinstance(dims[1], int):
-                options += ["rnn", "lstm", "gru", "each_linear", "layernorm"]
-            options += ["last", "mean_over_time"]
+                options += ["rnn", "lstm", "gru", "each_linear", "layernorm", "multihead_attention",
+                            "transformer_encoder", "position_embedding"]
+                if dims[1] % 2 == 0:
+                    options.append("sinusoidal_position")
+            options += ["last", "mean_over_time", "sum_over_time", "transpose"]
             if isinstance(dims[0], int):
-                options += ["conv1d", "maxpool1d", "avgpool1d", "adaptive_avgpool1d", "batchnorm"]
+                options += ["conv1d", "maxpool1d", "avgpool1d", "adaptive_avgpool1d", "adaptive_maxpool1d",
+                            "batchnorm"]
             if fixed:
                 options += ["flatten"]
         if r == 3 and isinstance(dims[0], int):
-            options += ["conv2d", "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "batchnorm"]
+            options += ["conv2d", "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d",
+                        "batchnorm", "permute"]
             if fixed:
                 options += ["flatten"]
     name = draw(st.sampled_from(options))
@@ -69,8 +74,10 @@ def stage(draw, shape: TensorShape):
         if draw(st.booleans()):
             given["bias"] = False
     elif name == "embedding":
-        positional = (draw(st.sampled_from(["data.vocab", 9])), draw(st.integers(1, 4)))
+        positional = (draw(st.sampled_from(["data.vocab", 9])), 2 * draw(st.integers(1, 3)))
         given = {"vocab": 9, "dim": positional[1]}          # data.vocab is 7 + 2
+        if draw(st.booleans()):
+            given["padding"] = 0                            # a padding mask for what follows
     elif name in ("rnn", "lstm", "gru"):
         positional = (draw(st.integers(1, 4)),)
         given = {"hidden": positional[0], "layers": draw(st.integers(1, 2)), "bidirectional": draw(st.booleans())}
@@ -80,7 +87,23 @@ def stage(draw, shape: TensorShape):
     elif name in ("maxpool1d", "avgpool1d", "maxpool2d", "avgpool2d"):
         positional = (draw(st.integers(1, 2)),)
         given = {"kernel": positional[0]}
-    elif name in ("adaptive_avgpool1d", "adaptive_avgpool2d"):
+    elif name in ("multihead_attention", "transformer_encoder"):
+        d = dims[1]
+        heads = draw(st.sampled_from([h for h in (1, 2) if d % h == 0]))
+        given = {"heads": heads, "causal": draw(st.booleans())}
+        if name == "transformer_encoder":
+            given.update(layers=draw(st.integers(1, 2)), ff=draw(st.integers(2, 6)), dropout=0.0,
+                         norm_first=draw(st.booleans()))
+    elif name == "position_embedding":
+        positional = (12,)
+        given = {"max_len": 12}
+    elif name == "transpose":
+        positional = (0, 1)
+        given = {"first": 0, "second": 1}
+    elif name == "permute":
+        positional = (2, 0, 1)
+        given = {"dims": [2, 0, 1]}
+    elif name in ("adaptive_avgpool1d", "adaptive_avgpool2d", "adaptive_maxpool1d", "adaptive_maxpool2d"):
         positional = (draw(st.integers(1, 2)),)
         given = {"size": positional[0]}
     elif name == "dropout":
@@ -94,13 +117,15 @@ def stage(draw, shape: TensorShape):
         positional = (a, b)
         given = {"dims": [a, b]}
     text = _text(name, {k: v for k, v in given.items() if k not in ("features", "channels", "kernel", "hidden",
-                                                                        "size", "dims", "vocab", "dim")}, positional)
+                                                                        "size", "dims", "vocab", "dim", "max_len",
+                                                                        "first", "second")}, positional)
     if name in ("conv1d", "conv2d"):
         text = f"{name}({positional[0]}, kernel={given['kernel']}, padding={given['padding']})"
-    if name in ("maxpool1d", "avgpool1d", "maxpool2d", "avgpool2d", "adaptive_avgpool1d", "adaptive_avgpool2d"):
+    if name in ("maxpool1d", "avgpool1d", "maxpool2d", "avgpool2d", "adaptive_avgpool1d", "adaptive_avgpool2d",
+                "adaptive_maxpool1d", "adaptive_maxpool2d"):
         text = f"{name}({positional[0]})"
     if name == "embedding":
-        text = f"embedding({positional[0]}, {positional[1]})"
+        text = f"embedding({positional[0]}, {positional[1]}" + (", padding=0)" if "padding" in given else ")")
     try:
         if each:
             step = TensorShape(shape.dtype, dims[1:])

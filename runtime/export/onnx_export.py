@@ -81,8 +81,12 @@ TORCHSCRIPT_MAX_OPSET = 20
 
 def uses_torchscript_exporter(model_ir, opset: int = DEFAULT_OPSET) -> bool:
     """The TorchScript exporter, which reaches opset 20, unless a later opset is asked for a model without
-    recurrent layers (see the module docstring)."""
-    return opset <= TORCHSCRIPT_MAX_OPSET or any(LAYERS[l.layer].recurrent for _, l in model_ir.all_layers)
+    recurrent layers, or the model has a layer whose sequence length tracing would freeze (attention: the
+    dynamo exporter keeps it symbolic; see the module docstring)."""
+    layers = [LAYERS[l.layer] for _, l in model_ir.all_layers]
+    if any(entry.recurrent for entry in layers):
+        return True
+    return opset <= TORCHSCRIPT_MAX_OPSET and not any(entry.traced_shapes_freeze for entry in layers)
 
 
 # ---------------------------------------------------------------- metadata
@@ -227,10 +231,15 @@ def _export_dynamo(module, example, model_ir, names, opset):
     for axes in input_axes(model_ir).values():
         shapes.append({axis: batch if axis == 0 else symbols.setdefault(sym, torch.export.Dim(sym, min=1))
                        for axis, sym in axes.items()})
-    with _quiet():
-        program = torch.onnx.export(module, example, None, dynamo=True, input_names=list(model_ir.inputs),
-                                    output_names=names, dynamic_shapes=(tuple(shapes),), opset_version=opset,
-                                    external_data=False, verbose=False)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)       # the attention fast path has no ONNX form
+    try:
+        with _quiet():
+            program = torch.onnx.export(module, example, None, dynamo=True, input_names=list(model_ir.inputs),
+                                        output_names=names, dynamic_shapes=(tuple(shapes),), opset_version=opset,
+                                        external_data=False, verbose=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return program.model_proto
 
 
