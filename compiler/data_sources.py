@@ -149,3 +149,20 @@ register(DataSource("text_csv", "Text and label columns of a CSV file (.gz/.bz2 
                      Arg("vocab", "int", 20000, check=positive), Arg("min_count", "int", 1, check=positive),
                      Arg("max_len", "int", 200, check=positive), Arg("lowercase", "bool", True)],
                     _text_facts, "load_text_csv"))
+
+
+def _windows_facts(args, columns):
+    shape = TensorShape("i64", (args["length"],))
+    return {"vocab": args["vocab"] + 2, "max_len": args["length"], "kind": "text_windows",
+            "columns": {"tokens": shape, "next": shape}, "inputs": ["tokens"], "targets": ["next"]}
+
+
+register(DataSource("text_windows", "A text column of a CSV file (.gz/.bz2 read directly) as one stream of tokens cut "
+                    "into windows: tokens [length] and the next token at each step (a language model's data); "
+                    "`vocab` most frequent tokens, 0 padding, 1 out-of-vocabulary (data.vocab = vocab + 2).",
+                    [Arg("path", "str"), Arg("text", "str", "text"), Arg("length", "int", 64, check=positive),
+                     Arg("stride", "int", None, check=positive),
+                     Arg("tokenizer", "str", "char", choices=("word", "char")),
+                     Arg("vocab", "int", 100, check=positive), Arg("lowercase", "bool", False),
+                     Arg("separator", "str", "\n")],
+                    _windows_facts, "load_text_windows"))

@@ -343,20 +343,8 @@ class InferenceSession:
 
 
 def _exported_model(run: Path) -> Path:
-    """The ONNX file a run directory's summary names (or RUN/model.onnx)."""
-    import json
-    summary = run / "summary.json"
-    named = None
-    if summary.is_file():
-        try:
-            named = json.loads(summary.read_text(encoding="utf-8")).get("onnx")
-        except (OSError, ValueError):
-            named = None
-    for candidate in ([Path(named)] if named else []) + [run / "model.onnx"]:
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"{run} holds no exported model; export it first (dslc.open_run(path).export(), or "
-                    f"dslc export {run})")
+    from dslc.runtime.serving.inference import exported_model
+    return exported_model(run, "dslc.open_run(path).export(), or ")
 
 
 def _raw(x, input_names: list[str]):

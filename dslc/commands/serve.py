@@ -27,6 +27,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from pathlib import Path
+
+    from dslc.runtime.serving.generate import generate
+    from dslc.runtime.serving.inference import exported_model
+    from dslc.runtime.serving.predict import open_model
+    path = Path(args.model)
+    model = open_model(exported_model(path) if path.is_dir() else path, args.provider)
+    print(generate(model, args.prompt, args.tokens, args.temperature, args.top_k, args.seed))
+    return 0
+
+
 def add_commands(add, overrides) -> None:
     sp = add("predict", cmd_predict, "run a model on inputs from a file and print or save its predictions")
     sp.add_argument("model", metavar="MODEL", help="an exported .onnx file or a training run directory")
@@ -61,3 +73,13 @@ def add_commands(add, overrides) -> None:
                     help="onnxruntime intra-op threads (default: OMP_NUM_THREADS, else every core)")
     sp.add_argument("--provider", help=PROVIDER_HELP)
     sp.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
+
+    sp = add("generate", cmd_generate, "continue a prompt with an exported language model (onnxruntime only)")
+    sp.add_argument("model", metavar="RUN_OR_ONNX", help="an exported .onnx file, or a run directory with one")
+    sp.add_argument("--prompt", default="", help="the text to continue (default: start afresh)")
+    sp.add_argument("--tokens", type=int, default=200, metavar="N", help="how many tokens to add (default 200)")
+    sp.add_argument("--temperature", type=float, default=0.8, metavar="T",
+                    help="sampling temperature: lower is more predictable, 0 always picks the best (default 0.8)")
+    sp.add_argument("--top-k", type=int, default=None, metavar="K", help="draw only among the K best tokens")
+    sp.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the draws: the same seed, the same text")
+    sp.add_argument("--provider", help=PROVIDER_HELP)

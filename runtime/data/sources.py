@@ -356,3 +356,36 @@ def load_text_csv(args: dict, ctx: LoadContext) -> SourceData:
     facts = {"kind": "text", "labels": labels, "classes": len(labels), "tokenizer": tokenizer,
              "dropped_rows": len(rows) - len(kept)}
     return SourceData(columns={"tokens": ids, "label": y}, facts=facts, root=str(path), notice=notice)
+
+
+def load_text_windows(args: dict, ctx: LoadContext) -> SourceData:
+    """A text column as one token stream (texts joined by `separator`) cut into windows of `length` tokens, each
+    with the next token at every step: what a language model learns to predict."""
+    path = ctx.file(args["path"])
+    notice = None
+    if not path.exists() and path.name == RT_POLARITY_SAMPLE.name:
+        notice = _notify(f"text_windows: {path} does not exist; using the bundled copy {RT_POLARITY_SAMPLE}")
+        path = RT_POLARITY_SAMPLE
+    header, rows = _read_csv(path)
+    ti = _column_index(path, header, args["text"])
+    texts = [row[ti] for row in rows if ti < len(row) and row[ti].strip()]
+    if not texts:
+        raise UserError(f"{path}: column '{args['text']}' holds no text")
+    train_facts = ctx.like or {}
+    tokenizer = train_facts.get("tokenizer")     # a validation/test file is encoded like the training file
+    kind, lowercase = args["tokenizer"], args["lowercase"]
+    stream = text_lib.tokenize(args["separator"].join(texts), kind, lowercase) if kind == "char" else \
+        [tok for t in texts for tok in text_lib.tokenize(t, kind, lowercase) + [args["separator"]]]
+    if tokenizer is None:
+        tokenizer = {"kind": kind, "lowercase": lowercase, "max_len": args["length"], "pad_side": "left",
+                     "vocab": text_lib.build_vocab([stream], args["vocab"]), "separator": args["separator"]}
+    length = args["length"]
+    stride = args.get("stride") or length
+    ids = text_lib.encode([stream], tokenizer["vocab"], len(stream))[0]
+    starts = range(0, len(ids) - length - 1 + 1, stride)
+    if not starts:
+        raise UserError(f"{path}: {len(ids)} tokens are too few for one window of {length} and its next token")
+    windows = np.stack([ids[s:s + length + 1] for s in starts])
+    facts = {"kind": "text_windows", "tokenizer": tokenizer}
+    return SourceData(columns={"tokens": windows[:, :-1], "next": windows[:, 1:]}, facts=facts, root=str(path),
+                      notice=notice)

@@ -277,3 +277,22 @@ class InferenceSession:
             binding.bind_output(name, device, 0)
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
+
+
+def exported_model(run, how: str = ""):
+    """The ONNX file a training run directory's summary names (or RUN/model.onnx); a UserError saying how to
+    export when there is none."""
+    import json
+    from pathlib import Path
+    run = Path(run)
+    summary = run / "summary.json"
+    named = None
+    if summary.is_file():
+        try:
+            named = json.loads(summary.read_text(encoding="utf-8")).get("onnx")
+        except (OSError, ValueError):
+            named = None
+    for candidate in ([Path(named)] if named else []) + [run / "model.onnx"]:
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{run} holds no exported model; export it first ({how}dslc export {run})")
