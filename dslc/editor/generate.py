@@ -98,6 +98,7 @@ def schema() -> dict:
 
 
 def _default(a) -> str:
+    from dslc.dsl.format import format_string
     if a.variadic:
         return f"`{a.name}...`"
     if a.required:
@@ -108,7 +109,7 @@ def _default(a) -> str:
     if isinstance(v, bool):
         text = "true" if v else "false"
     elif isinstance(v, str):
-        text = v if a.choices else f'"{v}"'      # a choice is a bare name: tokenizer=word
+        text = v if a.choices else format_string(v)      # a choice is a bare name: tokenizer=word
     else:
         text = str(v)
     return f"`{a.name}={text}`"
