@@ -252,6 +252,14 @@ class SourceWriter:
                       f"for name in {wanted}}}", depth=1)
         return f"{func}(data_path)"
 
+    def _word_pattern(self):
+        if "WORD" in self.code.imports:
+            return
+        self.code.imports.update({"WORD", "re", "Counter"})
+        self.code.add("", "", "# A word is a run of letters, digits and apostrophes; any other non-space character "
+                      "is a token of its own.")
+        self.code.add("WORD = re.compile(r\"(?:[^\\W_]|')+|\\S\")")
+
     def source_text_csv(self, func, source, seed):
         self._open_text()
         self.code.imports.update({"re", "Counter"})
@@ -260,9 +268,7 @@ class SourceWriter:
         tokenizer = "WORD.findall(text.lower())" if a["tokenizer"] == "word" else "list(text.lower())"
         if not a["lowercase"]:
             tokenizer = tokenizer.replace("text.lower()", "text")
-        self.code.add("", "", "# A word is a run of letters, digits and apostrophes; any other non-space character "
-                      "is a token of its own.")
-        self.code.add("WORD = re.compile(r\"(?:[^\\W_]|')+|\\S\")")
+        self._word_pattern()
         self.code.add("", "", f"def {func}(path):")
         self.code.add(f'"""Texts as token ids [N, {a["max_len"]}] (0 padding, 1 unknown, then the {a["vocab"]} most '
                       f'frequent tokens; cut to the first tokens, padded on the left) and labels as class indices."""',
@@ -292,6 +298,38 @@ class SourceWriter:
         """, depth=1)
         return f"{func}(data_path)"
 
+    def source_text_windows(self, func, source, seed):
+        self._open_text()
+        self.code.imports.add("Counter")
+        a = source.args
+        length, stride = a["length"], a.get("stride") or a["length"]
+        text = "text.lower()" if a["lowercase"] else "text"
+        if a["tokenizer"] == "word":
+            self._word_pattern()
+        self.code.add("", "", f"def {func}(path):")
+        self.code.add(f'"""One stream of {a["tokenizer"]} tokens from column {py(a["text"])} cut into windows of '
+                      f'{length} (every {stride} tokens): tokens and the next token at each step (0 padding, 1 '
+                      f'unknown, then the {a["vocab"]} most frequent tokens)."""', depth=1)
+        self.code.add("header, rows = read_csv(path)", depth=1)
+        self.code.add(f'text_at = header.index({py(a["text"])})', depth=1)
+        self.code.add("texts = [row[text_at] for row in rows if text_at < len(row) and row[text_at].strip()]",
+                      depth=1)
+        if a["tokenizer"] == "char":
+            self.code.add(f"text = {py(a['separator'])}.join(texts)", f"stream = list({text})", depth=1)
+        else:
+            self.code.add(f"stream = [token for text in texts for token in WORD.findall({text}) + "
+                          f"[{py(a['separator'])}]]", depth=1)
+        self.code.block(f"""
+            counts = Counter(stream)
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            vocab = ["<pad>", "<unk>"] + [token for token, _ in ranked[:{a["vocab"]}] if token not in ("<pad>", "<unk>")]
+            index = {{token: i for i, token in enumerate(vocab)}}
+            ids = np.array([index.get(token, 1) for token in stream], dtype=np.int64)
+            windows = np.stack([ids[s:s + {length} + 1] for s in range(0, len(ids) - {length}, {stride})])
+            return {{"tokens": windows[:, :-1], "next": windows[:, 1:]}}
+        """, depth=1)
+        return f"{func}(data_path)"
+
 
 # ---------------------------------------------------------------- train.py
 
@@ -309,12 +347,12 @@ SCHEDULE_SOURCE = {
                                    f"patience={a['patience']})",
 }
 
-METRIC_SOURCE = {
-    "accuracy": lambda a: "(output.argmax(dim=1) == target).sum()",
-    "top_k": lambda a: f"(output.topk(min({a['k']}, output.shape[1]), dim=1).indices == target.unsqueeze(1))"
-                       ".any(dim=1).sum()",
-    "mse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2).sum()",
-    "mae": lambda a: "per_sample_mean((output - target.reshape(output.shape)).abs()).sum()",
+METRIC_SOURCE = {      # the values a metric averages: one per sample, or per step for scores at every step
+    "accuracy": lambda a: "output.argmax(dim=-1) == target",
+    "top_k": lambda a: f"(output.topk(min({a['k']}, output.shape[-1]), dim=-1).indices == target.unsqueeze(-1))"
+                       ".any(dim=-1)",
+    "mse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2)",
+    "mae": lambda a: "per_sample_mean((output - target.reshape(output.shape)).abs())",
 }
 
 
@@ -527,17 +565,18 @@ class TrainWriter:
                       depth=1)
         self.code.add("model.eval()", "n = len(split[0][0])", "total = torch.zeros((), dtype=torch.float64)", depth=1)
         for m in metrics:
-            self.code.add(f"{m.key} = torch.zeros((), dtype=torch.float64)", depth=1)
+            self.code.add(f"{m.key}, {m.key}_count = torch.zeros((), dtype=torch.float64), 0", depth=1)
         self.code.add("for inputs, targets in batches(split, batch_size or n):", depth=1)
         self.code.add("output = model(*inputs)", depth=2)
         self.code.add("total += compute_loss(model, output, inputs, targets).double() * len(inputs[0])", depth=2)
         if metrics:
             self.code.add("output, target = output.float(), targets[0]", depth=2)
         for m in metrics:
-            self.code.add(f"{m.key} += {_entry(METRIC_SOURCE, m.name, 'metric')(m.kwargs)}.double()", depth=2)
+            self.code.add(f"values = {_entry(METRIC_SOURCE, m.name, 'metric')(m.kwargs)}",
+                          f"{m.key} += values.sum().double()", f"{m.key}_count += values.numel()", depth=2)
         self.code.add("model.train()", depth=1)
-        values = ", ".join(f'"{k}": float({k} / n)' for k in ["loss"] + [m.key for m in metrics])
-        values = values.replace('"loss": float(loss / n)', '"loss": float(total / n)')
+        values = ", ".join(['"loss": float(total / n)'] + [f'"{m.key}": float({m.key} / {m.key}_count)'
+                                                           for m in metrics])
         self.code.add(f"return {{{values}}}", depth=1)
 
     def report_function(self) -> None:

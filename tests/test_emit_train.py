@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SHARED_DATA, SPECS
+
 from dslc.compiler.check import check, parse_override
 from dslc.compiler.emit import eject
 from dslc.compiler.emit_expr import loss_source
 from dslc.compiler.emit_train import EjectError, optimizer_source, train_source
-from dslc.compiler.torch_backend import loss_function
 from dslc.compiler.losses import LOSSES
 from dslc.compiler.optimizers import OPTIMIZERS
+from dslc.compiler.torch_backend import loss_function
 from dslc.dsl.parse import read_spec
 
 train_runtime = pytest.importorskip("dslc.runtime.training.loop", reason="the training runtime (runtime/train.py) is missing")
@@ -229,6 +229,17 @@ def test_gru_text_first_steps_match_dslc(tmp_path):
     assert_same_run(run_dslc(checked), run_ejected(checked, tmp_path / "ejected", []), exact=False)
 
 
+def test_char_gpt_first_steps_match_dslc(tmp_path):
+    """text_windows (a character stream cut into windows), a causal transformer and a loss at every step."""
+    lines = ["text"] + [f"review {i}: {'a fine film' if i % 2 else 'dull, slow and long'}" for i in range(40)]
+    (tmp_path / "corpus.csv").write_text("\n".join(lines) + "\n")
+    checked = checked_spec(tmp_path, "char_gpt", replace={
+        '"data/rt_polarity/rotten_tomatoes_corpus.csv.bz2", text="text", length=64':
+            '"corpus.csv", text="text", length=16',
+        "epochs    = 3\n": "steps     = 3\n    log       = every(steps=1)\n"})
+    assert_same_run(run_dslc(checked), run_ejected(checked, tmp_path / "ejected", []), exact=False)
+
+
 @pytest.mark.slow
 def test_dslc_train_run_and_the_ejected_script_agree(tmp_path, capsys):
     """`dslc train` (the real command) prints what the ejected script prints; its checkpoint loads into model.py."""
@@ -287,7 +298,7 @@ def test_every_optimizer_is_written_with_dslcs_settings():
         model = torch.nn.Linear(2, 1)
         want = build_optimizer(CallIR(name, args), model.parameters())
         got = eval(optimizer_source(CallIR(name, args)), {"torch": torch, "model": model})
-        strip = lambda g: {k: v for k, v in g.items() if k != "params"}  # noqa: E731
+        strip = lambda g: {k: v for k, v in g.items() if k != "params"}
         assert type(got) is type(want), name
         assert strip(got.param_groups[0]) == strip(want.param_groups[0]), name
 
