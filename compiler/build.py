@@ -37,6 +37,7 @@ def build_layer(l: LayerIR) -> nn.Module:
     # Layers that act on the last axis need no wrapper, so `each linear(1)` keeps `linear_1.weight`.
     module = Each(module) if l.each and not layer.last_axis else module
     module.mask_from = l.mask            # (model input, padding id) of the mask a mask-aware layer reads, or None
+    module.value_masks = l.value_masks   # the same for value arguments (memory=)
     return module
 
 

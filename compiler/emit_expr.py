@@ -15,7 +15,7 @@ from typing import Callable
 
 from .data_sources import GENERATORS
 from .functions import FUNCTIONS
-from .ir import BlockCall, Chain, Const, Generate, LossCall, MetricCall, Node, Op, Reduce, Ref
+from .ir import BlockCall, Chain, Const, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
 from .ir_compile import padding
 from .losses import LOSSES
 
@@ -81,7 +81,7 @@ class SourceExpr:
             return self.op(node)
         if isinstance(node, Reduce):
             return f"{wrap(self(node.arg)[0], self(node.arg)[1] < ATOM)}.{node.name}()", ATOM
-        if isinstance(node, (Chain, BlockCall)):
+        if isinstance(node, (Chain, BlockCall, LayerCall)):
             if self.layer_call is None:
                 raise TypeError("layers are written by the model's forward writer")
             return self.layer_call(node), ATOM

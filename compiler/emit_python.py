@@ -18,7 +18,7 @@ import keyword
 from dataclasses import dataclass, field
 
 from .emit_expr import SourceExpr, py
-from .ir import BlockCall, BlockIR, Chain, CheckedSpec, InitIR, LayerIR, ModelIR, Ref
+from .ir import BlockCall, BlockIR, Chain, CheckedSpec, InitIR, LayerCall, LayerIR, ModelIR, Ref
 from .layers import LAYERS
 from .shapes import TensorShape
 
@@ -200,12 +200,31 @@ class ForwardWriter:
         return attr("self", ref.name) if ref.role == "param" else local(ref.name)
 
     def layer_call(self, node) -> str:
+        if isinstance(node, LayerCall):
+            return self.layer_on_values(node)
         if isinstance(node, BlockCall):
             masks = block_masks(self.scope.all_blocks, node.block)
             self.masks |= set(masks)
             args = [self.source(node.input)[0]] + [mask_name(m) for m in masks]
             return f"{attr('self', node.block)}({', '.join(args)})"
         return self.chain(node)
+
+    def layer_on_values(self, node: LayerCall) -> str:
+        """A layer called with other model values (memory=): one line, the result in a fresh variable."""
+        l = self.scope.layers[node.layer]
+        x = self.source(node.input)[0]
+        values = {k: self.source(v)[0] for k, v in node.values}
+        masks = {f"{k}_mask": mask_name(m) for k, m in l.value_masks}
+        self.masks |= {m for _, m in l.value_masks}
+        mask = mask_name(l.mask) if l.mask else None
+        if mask:
+            self.masks.add(l.mask)
+        text = LAYERS[l.layer].inline(x, l, mask, module=attr("self", l.name), **values, **masks)
+        self.uses_helpers |= {h for h in HELPERS if h + "(" in text}
+        var = self.fresh()
+        self.taken.add(var)
+        self.lines.append(f"{var} = {text}  # {l.name}: {shape_text(l.output)}")
+        return var
 
     def comment(self, *nodes) -> str:
         return ", ".join(shape_text(n.shape, n.batched) for n in nodes)

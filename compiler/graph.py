@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ir import BlockCall, Chain, CheckedSpec, Const, LayerIR, ModelIR, Op, Ref
+from .ir import BlockCall, Chain, CheckedSpec, Const, LayerCall, LayerIR, ModelIR, Op, Ref
 from .layers import LAYERS, layer_params
 
 FORMATS = (".svg", ".png", ".pdf")
@@ -117,17 +117,35 @@ def model_graph(model: ModelIR) -> Graph:
             return src
         if isinstance(node, BlockCall):
             src = emit(node.input)
-            block = model.blocks[node.block]
             shared = node.block in called
             called.add(node.block)
             gid = len(graph.groups)
-            graph.groups.append(Group(gid, f"block {block.name}" + (" (same weights)" if shared else "")))
-            for l in block.layers:
-                nid = layer_node(l, gid, not shared)
-                if src is not None:
-                    graph.link(src, nid)
-                src = nid
-            return src
+            graph.groups.append(Group(gid, f"block {node.block}" + (" (same weights)" if shared else "")))
+
+            def steps(path: str, src):
+                start = src
+                for step in model.blocks[path].steps:
+                    if isinstance(step, str):
+                        src = steps(step, src)
+                        continue
+                    nid = layer_node(step, gid, not shared)
+                    if src is not None:
+                        graph.link(src, nid)
+                    src = nid
+                if model.blocks[path].residual and start is not None and src is not None:
+                    add = graph.add("op", "+ (residual)", "", group=gid)
+                    graph.link(src, add)
+                    graph.link(start, add)
+                    src = add
+                return src
+            return steps(node.block, src)
+        if isinstance(node, LayerCall):
+            sources = [emit(node.input)] + [emit(v) for _, v in node.values]
+            nid = layer_node(layers[node.layer], None, True)
+            for s in sources:
+                if s is not None:
+                    graph.link(s, nid)
+            return nid
         if isinstance(node, Op):
             sources = [emit(a) for a in node.args]
             consts = [_const(a.value) for a in node.args if isinstance(a, Const)]

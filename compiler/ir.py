@@ -104,6 +104,18 @@ class Chain(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LayerCall(Node):
+    """A top-level layer applied to `input` with other model values as arguments (`memory=` of cross-attention)."""
+
+    layer: str
+    input: Node
+    values: tuple[tuple[str, Node], ...]
+
+    def children(self):
+        return (self.input,) + tuple(v for _, v in self.values)
+
+
+@dataclass(frozen=True, kw_only=True)
 class BlockCall(Node):
     block: str
     input: Node
@@ -203,7 +215,8 @@ def to_json(node: Node) -> dict:
     return out
 
 
-_NODES = {cls.__name__: cls for cls in (Ref, Const, Op, Reduce, Chain, BlockCall, LossCall, MetricCall, Generate)}
+_NODES = {cls.__name__: cls for cls in (Ref, Const, Op, Reduce, Chain, LayerCall, BlockCall, LossCall, MetricCall,
+                                        Generate)}
 
 
 def from_json(data: dict) -> Node:
@@ -272,6 +285,8 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
             return f"({s})" if outer else s
         if isinstance(n, BlockCall):
             return f"{n.block}({text(n.input)})"
+        if isinstance(n, LayerCall):
+            return f"{n.layer}({', '.join([text(n.input)] + [f'{k}={text(v)}' for k, v in n.values])})"
         if isinstance(n, (LossCall, MetricCall)):
             kw = "".join(f", {k}={v}" for k, v in n.args)
             return f"{n.name}({text(n.output)}, {text(n.target)}{kw})"
@@ -325,6 +340,7 @@ class LayerIR:
     each: bool = False        # applied at every time step
     span: ast.Span = ast.NO_SPAN
     mask: tuple | None = None  # (model input, padding id): the padding mask a mask-aware layer reads
+    value_masks: tuple = ()    # (argument, mask) of value arguments whose padding it reads (memory=)
 
     def __str__(self) -> str:
         """The layer as a spec would write it: required arguments first, then what differs from defaults."""
@@ -433,6 +449,9 @@ class ModelIR:
                         out.append((name, top[name]))
             elif isinstance(node, BlockCall):
                 block(node.block)
+            elif isinstance(node, LayerCall) and node.layer not in seen:
+                seen.add(node.layer)
+                out.append((node.layer, top[node.layer]))
 
         for _, node in self.steps:
             visit(node)

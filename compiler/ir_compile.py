@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from .ir import BlockCall, Chain, Const, Generate, LossCall, MetricCall, Node, Op, Reduce, Ref
+from .ir import BlockCall, Chain, Const, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
 
 Compiled = Callable[[dict], Any]
 
@@ -33,6 +33,7 @@ class Backend(Protocol):
     def reduce(self, name: str) -> Callable: ...
     def chain(self, node: Chain) -> Callable: ...                     # fn(env, x)
     def block(self, node: BlockCall) -> Callable: ...                 # fn(env, x)
+    def layer_call(self, node: LayerCall) -> Callable: ...            # fn(env, x, **values)
     def loss(self, node: LossCall) -> Callable: ...                   # fn(output, target)
     def metric(self, node: MetricCall) -> Callable: ...               # fn(output, target) -> (sum, count)
     def generate(self, node: Generate) -> Callable: ...               # fn(env, **args)
@@ -53,6 +54,11 @@ def compile_node(node: Node, backend: Backend) -> Compiled:
         inner = compile_node(node.input, backend)
         fn = backend.chain(node) if isinstance(node, Chain) else backend.block(node)
         return lambda env: fn(env, inner(env))
+    if isinstance(node, LayerCall):
+        inner = compile_node(node.input, backend)
+        values = {k: compile_node(v, backend) for k, v in node.values}
+        fn = backend.layer_call(node)
+        return lambda env: fn(env, inner(env), **{k: v(env) for k, v in values.items()})
     if isinstance(node, (LossCall, MetricCall)):
         out, target = compile_node(node.output, backend), compile_node(node.target, backend)
         fn = backend.loss(node) if isinstance(node, LossCall) else backend.metric(node)

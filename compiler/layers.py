@@ -49,6 +49,11 @@ class Layer:
     params: Callable[[TensorShape, dict], int] = _no_params   # trainable values, counted without torch
 
     @property
+    def value_args(self) -> tuple[str, ...]:
+        """Arguments that name other values of the model (`memory=` of cross-attention)."""
+        return tuple(a.name for a in self.args if a.kind == "value")
+
+    @property
     def inline_only(self) -> bool:
         """Ejected code writes it inline in forward, with no module of its own (it has no weights)."""
         return self.inline is not None and self.emit_module is None and not str(self.module).startswith("nn.") \
@@ -546,7 +551,23 @@ def _heads(x: TensorShape, a: dict, layer: str) -> None:
 
 def _attention_shape(x, a):
     _heads(x, a, "multihead_attention")
+    memory = a.get("memory")
+    if memory is not None:
+        if memory.rank != 2 or memory.dims[1] != x.dims[1]:
+            raise ShapeError(f"multihead_attention: the memory {memory.dims_text} must be a sequence [S, {x.dims[1]}] "
+                             f"of the query's width", "bring the memory to the same width, e.g. with each linear(...)")
+        if a["causal"]:
+            raise ShapeError("multihead_attention: causal applies to self-attention, not to a memory")
     return x
+
+
+def _attention_call(x: str, l, mask: str | None, module: str | None = None, memory: str | None = None,
+                    memory_mask: str | None = None) -> str:
+    """How ejected code calls torch's attention: self-attention (x, x, x) or cross-attention (x, memory, memory)."""
+    source, padding = (memory, memory_mask) if memory is not None else (x, mask)
+    return (f"{module}({x}, {source}, {source}, need_weights=False"
+            + (f", attn_mask=causal_mask({x}.shape[1], {x}.device)" if l.args["causal"] else "")
+            + (f", key_padding_mask=~real_steps({padding})" if padding else "") + ")[0]")
 
 
 def _attention_params(x, a):
@@ -560,14 +581,11 @@ register(Layer("multihead_attention", "Multi-head self-attention over a sequence
                lambda x, a: {"embed_dim": x.dims[1], "num_heads": a["heads"], "dropout": a["dropout"],
                              "bias": a["bias"], "batch_first": True, "causal": a["causal"]},
                [Arg("heads", "int", check=positive), Arg("dropout", "float", 0.0, check=probability),
-                Arg("bias", "bool", True), Arg("causal", "bool", False)],
+                Arg("bias", "bool", True), Arg("causal", "bool", False), Arg("memory", "value", None)],
                emit_module="nn.MultiheadAttention", positional=2, dslc_kwargs=("causal",), traced_shapes_freeze=True,
                torch_defaults={"dropout": 0.0, "bias": True}, sequence_input=True, mask_aware=True,
                starts_line=True, params=_attention_params,
-               inline=lambda x, l, mask, module=None: (
-                   f"{module}({x}, {x}, {x}, need_weights=False"
-                   + (f", attn_mask=causal_mask({x}.shape[1], {x}.device)" if l.args["causal"] else "")
-                   + (f", key_padding_mask=~real_steps({mask})" if mask else "") + ")[0]")))
+               inline=_attention_call))
 
 
 def _encoder_shape(x, a):

@@ -18,7 +18,7 @@ from .expr_check import Bail as _Bail
 from .expr_check import STRUCTURAL, ExprChecker, const
 from .functions import ELEMENTWISE
 from .initializers import INITIALIZERS
-from .ir import BlockCall, BlockIR, Chain, LayerIR, ModelIR, Node, ParamIR, Ref
+from .ir import BlockCall, BlockIR, Chain, LayerCall, LayerIR, ModelIR, Node, ParamIR, Ref
 from .layers import LAYERS, layer_params
 from .shapes import DTYPES, FLOAT_DTYPES, ShapeError, TensorShape
 from .values import Arg, CallValue, Evaluator, NotConstant, bind
@@ -51,6 +51,7 @@ class ModelChecker:
         self.used: set[str] = set()
         self.failed_blocks: set[str] = set()       # reported once; later calls stay quiet
         self.building: dict[str, list] = {}          # block path -> its steps so far
+        self.pending_values: dict[str, list] = {}    # layer name -> its value arguments (memory=...)
         self.instantiating: list[str] = []            # the blocks being built, innermost last
         self.current: Node | None = None
         self.exprs = ExprChecker(report, evaluate, self.name, self.call, f"in model {model.name}")
@@ -135,7 +136,8 @@ class ModelChecker:
             value = self.exprs.check(st.value)
             self.ir.steps.append((st.name, value))
             # Later uses read the computed value (Ref), so a binding runs once per forward pass.
-            self.values[st.name] = Ref(name=st.name, role="binding", shape=value.shape, batched=value.batched)
+            self.values[st.name] = Ref(name=st.name, role="binding", shape=value.shape, batched=value.batched,
+                                       mask=value.mask)
         elif isinstance(st, ast.Unpack):
             self.unpack(st)
         elif isinstance(st, ast.Return):
@@ -167,7 +169,8 @@ class ModelChecker:
             raise _Bail
         for name, value in zip(st.names, parts):
             self.ir.steps.append((name, value))
-            self.values[name] = Ref(name=name, role="binding", shape=value.shape, batched=value.batched)
+            self.values[name] = Ref(name=name, role="binding", shape=value.shape, batched=value.batched,
+                                    mask=value.mask)
 
     def _new_name(self, name: str, span) -> None:
         if name in self.values or name in self.block_defs:
@@ -293,6 +296,10 @@ class ModelChecker:
             self.building[scope].append(layer_ir)
             return Ref(name="x", role="input", shape=out, batched=True, mask=mask)
         self.ir.layers.append(layer_ir)
+        values = self.pending_values.pop(layer_ir.name, None)
+        if values:
+            return LayerCall(layer=layer_ir.name, input=value, values=tuple(values), shape=out, batched=True,
+                             mask=mask)
         if isinstance(value, Chain):
             return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=out, batched=True,
                          mask=mask)
@@ -330,8 +337,10 @@ class ModelChecker:
 
     def layer(self, st: ast.LayerStage, shape: TensorShape, scope: str, each: bool) -> LayerIR:
         layer, args = self.layer_args(st, scope)
+        values = self.value_arguments(st, layer, args, scope)
+        shape_args = {**args, **{k: v.shape for k, v in values}}
         try:
-            out = layer.shape(shape, args)
+            out = layer.shape(shape, shape_args)
         except ShapeError as err:
             self.report.error(err.message, st.span, err.hint)
             raise _Bail from None
@@ -339,7 +348,34 @@ class ModelChecker:
             if isinstance(d, int) and d >= MAX_DIM:
                 self.report.error(f"{st.name} would produce a dimension of {d}", st.span)
                 raise _Bail
-        return LayerIR(self.next_name(scope, st.name), st.name, args, shape, out, each, st.span)
+        name = self.next_name(scope, st.name)
+        if values:
+            self.pending_values[name] = values
+        value_masks = tuple((k, v.mask) for k, v in values if v.mask and v.mask[1] is not None)
+        return LayerIR(name, st.name, args, shape, out, each, st.span, value_masks=value_masks)
+
+    def value_arguments(self, st: ast.LayerStage, layer, args: dict, scope: str) -> list[tuple[str, Node]]:
+        """The model values a layer's value arguments name (memory=enc); only the model's own layers see them."""
+        out = []
+        for name in layer.value_args:
+            symbol = args.get(name)
+            if symbol is None:
+                continue
+            span = next((a.span for a in st.args if a.name == name), st.span)
+            if scope:
+                self.report.error(f"{name}={symbol.name} names a value of the model, which a block cannot see", span,
+                                  f"call the layer in the model on values: h = {st.name}(h, ..., {name}={symbol.name})")
+                raise _Bail
+            value = self.values.get(symbol.name)
+            if value is None or not value.batched:
+                known = [k for k, v in self.values.items() if v.batched]
+                self.report.error(f"{name}={symbol.name}: the model has no value '{symbol.name}'", span,
+                                  did_you_mean(symbol.name, known) or "name an input or a binding")
+                raise _Bail
+            self.used.add(symbol.name)
+            args[name] = symbol.name
+            out.append((name, value))
+        return out
 
     def each(self, st: ast.EachStage, value: Node, scope: str):
         inner = st.stage
@@ -531,10 +567,22 @@ class ModelChecker:
             value = self.exprs.check(e.args[0].value)
             return self.use_block(name, e.args[1:], value, "", e.span, copy=False, in_chain=False)
         if name in LAYERS and name not in ELEMENTWISE and name not in STRUCTURAL:
-            self.report.error(f"layer '{name}' is used as a stage, not called on a value", e.span,
-                              "put it in a `block` and call the block")
-            raise _Bail
+            return self.layer_on_value(e)
         return None
+
+    def layer_on_value(self, e: ast.Call) -> Node:
+        """`linear(h, 10)`, `multihead_attention(q, 4, memory=enc)`: a layer of the model applied to a value."""
+        name = e.func.name
+        if not e.args or e.args[0].name is not None:
+            self.report.error(f"{name}(...) on a value takes the value first: {name}(h, ...)", e.span,
+                              f"or use it as a stage in a chain: ... {name}(...)")
+            raise _Bail
+        value = self.exprs.check(e.args[0].value)
+        if not value.batched:
+            self.report.error(f"{name} is applied to a value that does not depend on any input", e.span)
+            raise _Bail
+        st = ast.LayerStage(name=name, args=list(e.args[1:]), span=e.span, name_span=e.func.span)
+        return self.add_layer(self.layer(st, value.shape, "", each=False), value, "")
 
 
 def _mask_text(mask) -> str:

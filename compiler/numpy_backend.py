@@ -120,7 +120,7 @@ class NumpyBackend:
     def _torch_only(self, node):
         raise TypeError(f"{type(node).__name__} runs on the torch backend only")
 
-    chain = block = loss = metric = _torch_only
+    chain = block = layer_call = loss = metric = _torch_only
 
 
 BACKEND = NumpyBackend()

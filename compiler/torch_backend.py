@@ -148,6 +148,18 @@ class TorchBackend:
         name = node.block
         return lambda env, x: env[MODULE]._modules[name](x, env)
 
+    def layer_call(self, node):
+        name = node.layer
+
+        def run(env, x, **values):
+            m = env[MODULE]._modules[name]
+            source = getattr(m, "mask_from", None)
+            masks = {f"{k}_mask": padding_mask(env, src) for k, src in getattr(m, "value_masks", ())}
+            if source:
+                masks["mask"] = padding_mask(env, source)
+            return m(x, **values, **masks)
+        return run
+
     def loss(self, node: LossCall):
         return loss_function(node.name, node.kwargs)
 

@@ -86,7 +86,7 @@ def probability(v) -> str | None:
     return None if 0 <= v < 1 else "must be at least 0 and below 1"
 
 
-KIND_NAMES = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a name or string",
+KIND_NAMES = {"value": "a value of the model", "int": "a whole number", "float": "a number", "bool": "true or false", "str": "a name or string",
               "size": "a whole number or a list of them", "ints": "a list of whole numbers",
               "floats": "a list of numbers", "name": "a name", "any": "a value"}
 
@@ -211,6 +211,12 @@ def _subject(owner: str, a: Arg) -> str:
 
 
 def _check_one(owner: str, a: Arg, v: Value, report: Report, known_names) -> Any:
+    if a.kind == "value":                  # a model value by name (a layer's memory=...): the checker resolves it
+        if isinstance(v.value, Symbol):
+            return v.value
+        report.error(f"{_subject(owner, a)} names a value of the model (an input or a binding), not "
+                     f"{describe(v.value)}", v.span)
+        return _BAD
     if isinstance(v.value, Symbol) and a.kind not in ("str", "name", "any"):
         report.error(f"unknown name '{v.value.name}'", v.span,
                      did_you_mean(v.value.name, known_names) or "define it with `let NAME = value`")

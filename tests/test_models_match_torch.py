@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from twins import GPT, Fused, ResNet, ViT
 
 from dslc.cli import load, main
 from dslc.compiler.build import build_model
+from dslc.compiler.check import check
 from dslc.compiler.layers import layer_params
 from dslc.dsl.diagnostics import Source
-from dslc.compiler.check import check
 from dslc.dsl.parse import parse
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -111,6 +112,10 @@ REFERENCES = {
     "autoencoder_mnist": lambda checked: Autoencoder(),
     "dropout_overfit": lambda checked: wide_net(checked.lets["p"]),
     "gru_text": lambda checked: ReviewClassifier(checked.data.source.facts["vocab"]),
+    "vit_mnist": lambda checked: ViT(),
+    "resnet_mnist": lambda checked: ResNet(),
+    "char_gpt": lambda checked: GPT(checked.data.source.facts["vocab"]),
+    "fused_mnist": lambda checked: Fused(),
 }
 SPEC_FILES = sorted(SPECS.glob("*.dlspec"))
 

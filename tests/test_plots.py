@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, SPECS
 from PIL import Image
 
-from conftest import SHARED_DATA, SPECS
 from dslc.cli import load, main
 from dslc.runtime.pictures.plot_catalog import PLOTS, plots_for, spec_facts
 from dslc.runtime.pictures.plot_curves import read_history
@@ -21,6 +21,10 @@ MNIST = SHARED_DATA / "mnist5k"
 # Which plots a run of each spec gets: decided by the spec (task, shapes, data kind, variants).
 GOLDEN = {
     "autoencoder_mnist": ["curves", "reconstructions", "code_space"],
+    "char_gpt": ["curves"],
+    "fused_mnist": ["curves", "confusion", "predictions", "embedding"],
+    "resnet_mnist": ["curves", "confusion", "predictions", "embedding"],
+    "vit_mnist": ["curves", "confusion", "predictions", "embedding"],
     "cnn_batchnorm": ["curves", "confusion", "predictions", "embedding"],
     "cnn_mnist": ["curves", "confusion", "predictions", "embedding"],
     "dropout_overfit": ["curves", "fit", "variant_losses"],
@@ -32,7 +36,8 @@ GOLDEN = {
 
 # Short runs: enough steps for a few events, few enough to keep the suite fast.
 STEPS = {"thermometer": 50, "dropout_overfit": 50, "rnn_sin_cos": 30, "autoencoder_mnist": 20, "cnn_mnist": 10,
-         "cnn_batchnorm": 10, "lstm_mnist": 10, "gru_text": 3}
+         "cnn_batchnorm": 10, "lstm_mnist": 10, "gru_text": 3, "char_gpt": 3, "fused_mnist": 10, "resnet_mnist": 5,
+         "vit_mnist": 5}
 
 
 def assert_png(path, size) -> None:

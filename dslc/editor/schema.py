@@ -77,16 +77,19 @@ def _stage_description() -> str:
 
 
 class BlockItem(Strict):
-    """`block encoder { linear(3) tanh }`: a named chain of stages, called like a function."""
+    """`block encoder { linear(3) tanh }`: a named chain of stages, called like a function; `block res(c) {...}`
+    takes numbers its stages use (`params: [c]`)."""
 
     block: Annotated[str, Field(pattern=NAME, description="the block's name")]
+    params: list[Annotated[str, Field(pattern=NAME)]] = Field(
+        default_factory=list, description="the names of the numbers a use gives it: res(16)")
     stages: list[Expression] = Field(description="its stages, in order")
 
 
 class BindItem(Strict):
-    """`code = encoder(x)`: names the value of an expression."""
+    """`code = encoder(x)`: names the value of an expression; `[a, b]` names the parts of a split."""
 
-    bind: Annotated[str, Field(pattern=NAME, description="the name")]
+    bind: Annotated[str, Field(pattern=NAME, description="the name")] | list[Annotated[str, Field(pattern=NAME)]]
     value: Value
 
 

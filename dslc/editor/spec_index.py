@@ -470,8 +470,11 @@ class _Indexer:
 
     def statement(self, st, scope: dict[str, Fact], mf: ModelFacts | None) -> list[Symbol]:
         at = where(st.span)
-        if isinstance(st, (ast.LayerStage, ast.EachStage)):
+        if isinstance(st, (ast.LayerStage, ast.EachStage, ast.RepeatStage, ast.ResidualStage)):
             return self.stage(st, scope, mf, in_block=None)
+        if isinstance(st, ast.Unpack):
+            self.expr(st.value, scope, None, mf)
+            return []
         if isinstance(st, (ast.Param, ast.BlockDef, ast.Binding)):
             fact = scope.get(st.name)
             own = fact is not None and at is not None and at.encloses(fact.where)
@@ -507,6 +510,11 @@ class _Indexer:
         at = where(st.span)
         if at is None:
             return []
+        if isinstance(st, ast.ResidualStage):
+            return [sym for inner in st.stages for sym in self.stage(inner, scope, mf, in_block)]
+        if isinstance(st, ast.RepeatStage):
+            self.expr(st.count, self.globals, None)
+            return self.stage(st.stage, scope, mf, in_block)
         inner = st.stage if isinstance(st, ast.EachStage) else st
         while isinstance(inner, ast.EachStage):
             inner = inner.stage
