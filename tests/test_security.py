@@ -310,6 +310,28 @@ def test_a_huge_or_deeply_nested_spec_fails_fast(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+ENDLESS = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))     # 1 GiB: reading /dev/zero whole would die
+    from dslc.cli import main
+    sys.exit(main(["check", sys.argv[1]]))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("name", ["zero.dlspec", "zero.yaml"])
+def test_a_spec_that_never_ends_is_refused_after_the_limit(tmp_path, name):
+    """/dev/zero (or a pipe that never closes) as a spec, .dlspec or YAML: refused once 1 MB has been read,
+    in a process whose memory is capped at 1 GiB."""
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    proc = subprocess.run([sys.executable, "-c", ENDLESS, str(link)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"{link}:1:1: error: spec file is larger than 1000 kB\n"), proc.stderr
+    assert "\x00" not in proc.stderr and "internal error" not in proc.stderr
+
+
 def test_serve_listens_on_this_machine_only_and_bounds_requests_by_default():
     args = _parser().parse_args(["serve", "m.onnx"])
     assert args.host == "127.0.0.1" and 0 < args.max_body <= 64 * 1024 * 1024
