@@ -256,6 +256,45 @@ def test_export_file_outside_the_run_directory_is_refused(tmp_path, capsys, file
     assert "inside the run directory" in err
 
 
+@pytest.mark.parametrize("file, what", [
+    ('"checkpoints/last.pt"', "would write into the run's own checkpoints/ folder"),
+    ('"spec.dlspec"', "would overwrite the run's own spec.dlspec"),
+    ('"summary.json"', "would overwrite the run's own summary.json"),
+    ('"./metrics.jsonl"', "would overwrite the run's own metrics.jsonl"),
+    ('"Resolved.YAML"', "would overwrite the run's own resolved.yaml"),        # case-insensitive file systems
+    ('"."', "is the run directory itself"),
+    ('"plots/model.onnx"', "would write into the run's own plots/ folder"),
+])
+def test_export_file_cannot_overwrite_the_runs_own_files(tmp_path, capsys, file, what):
+    """`export { file = "checkpoints/last.pt" }` would have the automatic export destroy the run's last
+    checkpoint: a located error with a hint at `dslc check`, and `dslc train` refuses it before it starts."""
+    spec = project(tmp_path / "p", LINE_SPEC + f"export {{ file = {file} }}\n")
+    err = refused(capsys, ["check", spec], status=2)
+    first = err.splitlines()[0]
+    assert first.startswith(f"{spec}:16:17: error: export file ") and first.endswith(what), err
+    assert "hint: name a file of its own" in err
+    err = refused(capsys, ["train", spec, "--out", tmp_path / "run", "--quiet"], status=2)
+    assert what in err and not (tmp_path / "run").exists()
+    err = refused(capsys, ["check", project(tmp_path / "q"), "--set", f"export.file={file}"], status=2)
+    assert what in err
+
+
+def test_export_out_cannot_overwrite_the_runs_own_files(tmp_path, capsys):
+    """`dslc export RUN --out RUN/checkpoints/last.pt` (or summary.json, or RUN itself) is refused too:
+    one line, and the run is unchanged."""
+    spec = project(tmp_path, LINE_SPEC + "export { auto = false }\n")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for out, what in ((run / "checkpoints" / "last.pt", "would overwrite the run's own checkpoints"),
+                      (run / "summary.json", "would overwrite the run's own summary.json"),
+                      (run, "is the run directory itself")):
+        err = refused(capsys, ["export", run, "--out", out])
+        assert err.count("\n") == 1 and what in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(["export", str(run), "--out", str(run / "net.onnx")]) == 0      # a file of its own is fine
+
+
 def test_export_file_inside_the_run_directory_is_written_there(tmp_path, capsys):
     spec = project(tmp_path, LINE_SPEC + 'export { file = "onnx/line.onnx" }\n')
     run = tmp_path / "run"

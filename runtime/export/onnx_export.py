@@ -269,11 +269,17 @@ def export_run(run_dir, out=None, opset: int | None = None, variant: str | None 
     run = load_run(run_dir, variant=variant)
     checked = run.checked
     spec_export = checked.export
+    given = out
     if out is None:
         out = Path(run.path) / (spec_export.file if spec_export and spec_export.file else "model.onnx")
         if not out.resolve().is_relative_to(Path(run.path).resolve()):    # the checker refuses such names too
             raise UserError(f"export.file {spec_export.file!r} points outside the run directory {run.path}; "
                             f"write elsewhere with --out")
+    clash = _run_file_at(Path(out), Path(run_dir))
+    if clash is not None:                                                  # the checker refuses such names too
+        what = f"--out {given}" if given is not None else f"export.file {spec_export.file!r}"
+        where = "is the run directory itself" if clash == "." else f"would overwrite the run's own {clash}"
+        raise UserError(f"{what} {where}; write the model to a file of its own")
     if opset is None:
         opset = spec_export.opset if spec_export else DEFAULT_OPSET
     samples, note = run_samples(run)
@@ -286,6 +292,20 @@ def export_run(run_dir, out=None, opset: int | None = None, variant: str | None 
     if note and log:
         log(note)
     return export_module(run.module, checked, samples, out, opset, metadata, log=log)
+
+
+def _run_file_at(out: Path, run_dir: Path) -> str | None:
+    """The entry of the run (or of one of its variants) that `out` would overwrite, if any."""
+    from dslc.compiler.check import run_file_clash
+    target, root = out.resolve(), run_dir.resolve()
+    if not target.is_relative_to(root):
+        return None
+    parts = target.relative_to(root).parts
+    clash = run_file_clash("/".join(parts))
+    if clash == "variants" and len(parts) > 2:          # variants/<name>/...: a variant's own run directory
+        inner = run_file_clash("/".join(parts[2:]))
+        return None if inner is None else "/".join([*parts[:2], inner])
+    return clash
 
 
 def run_samples(run, rows: int = 64):
