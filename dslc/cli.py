@@ -14,6 +14,7 @@ command that needs them, so `dslc check` starts fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -171,8 +172,33 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:
+        if err.errno not in MACHINE_ERRNOS or os.environ.get("DSLC_DEBUG"):
+            return _internal_error(err)
+        _err(f"error: {_os_error_line(err)}")       # the machine's doing (disk, permissions), not dslc's
+        return EXIT_FAILURE
     except Exception as err:  # a bug in dslc, not in the spec
-        if os.environ.get("DSLC_DEBUG"):
-            raise
-        _err(f"internal error: {type(err).__name__}: {err}\n(this is a bug in dslc; set DSLC_DEBUG=1 for the traceback)")
-        return 70
+        return _internal_error(err)
+
+
+def _internal_error(err: Exception) -> int:
+    if os.environ.get("DSLC_DEBUG"):
+        raise err
+    _err(f"internal error: {type(err).__name__}: {err}\n(this is a bug in dslc; set DSLC_DEBUG=1 for the traceback)")
+    return 70
+
+
+# File-system failures that say something about the machine, not about dslc: a full disk or quota, a
+# read-only file system, missing permissions, an I/O error, too many open files, a name that is too long.
+MACHINE_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "EFBIG", "EMFILE", "ENFILE", "ENAMETOOLONG",
+    "ENOTDIR", "EISDIR", "ELOOP", "ETXTBSY", "ESTALE") if hasattr(errno, name))
+
+
+def _os_error_line(err: OSError) -> str:
+    """`cannot write FILE: No space left on device` where the OSError names its file."""
+    reason = err.strerror or str(err)
+    if err.filename is None:
+        return reason
+    target = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+    return f"{target}: {reason}"

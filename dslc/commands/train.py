@@ -79,6 +79,16 @@ def _positive(text: str) -> int:
 
 
 def cmd_train(args) -> int:
+    from dslc.runtime.training.run_claim import release_runs
+    status = None
+    try:
+        status = _cmd_train(args)
+        return status
+    finally:                                       # a new run that failed before it started training goes
+        release_runs(discard_unstarted=status not in (0, *EXIT_INTERRUPTED.values()))
+
+
+def _cmd_train(args) -> int:
     from dslc.runtime.training.distributed import World
     world = World.from_env()
     if world.size > 1:
@@ -110,10 +120,15 @@ def _configurations(args):
     return source, overrides, configs
 
 
-def _resume_dir(path: str) -> Path:
+def _resume_dir(path: str, lock: bool = True) -> Path:
+    from dslc.runtime.training.run_claim import is_dslc_run, lock_run
     run = Path(path)
     if not run.is_dir():
         raise UserError(f"cannot resume: {run} is not a directory")
+    if not is_dslc_run(run) and not (run / "checkpoints" / "last.pt").is_file():
+        raise UserError(f"cannot resume: {run} is not a dslc run directory (it has no checkpoints/last.pt)")
+    if lock:
+        lock_run(run)                       # one process at a time trains a run
     return run
 
 
@@ -127,10 +142,11 @@ def _train(args, world) -> int:
         from dslc.runtime.training.loop import pick_device
         first = next(iter(configs.values()))
         join(world, pick_device(args.device or first.train.device).type == "cuda")
+    lock = not _parent_reports()            # under `dslc train --nproc` the parent holds the run's lock
     if args.resume:
-        run = from_main(world, lambda: _resume_dir(args.resume))
+        run = from_main(world, lambda: _resume_dir(args.resume, lock))
     else:
-        run = from_main(world, lambda: new_run_dir(args.spec, args.out, args.force))
+        run = from_main(world, lambda: new_run_dir(args.spec, args.out, args.force, lock))
     mode = "quiet" if args.quiet or not world.main else "jsonl" if args.jsonl else "auto"
 
     summaries: dict = {}
@@ -169,15 +185,17 @@ def _train(args, world) -> int:
     return status
 
 
-def _read_resume(path: Path, digest: str, force: bool, several: bool) -> dict | None:
+def _read_resume(path: Path, digest: str, force: bool, several: bool, spec: str = "SPEC") -> dict | None:
     """The checkpoint to continue from (None for a variant that had not started)."""
     from dslc.runtime.training.checkpoint import load_checkpoint
     last = path / "checkpoints" / "last.pt"
     if last.exists():
         return load_checkpoint(last, digest, force)
-    if not several:
-        raise UserError(f"cannot resume: {path} has no checkpoints/last.pt")
-    return None
+    if several:
+        return None
+    raise UserError(f"cannot resume {path}: it stopped before its first checkpoint (it has no "
+                    f"checkpoints/last.pt), so there is nothing to continue from; start it again with: "
+                    f"dslc train {spec} --out {path} --force")
 
 
 def train_configuration(args, checked, text: str, overrides: list[str], path: Path, run: Path, mode: str,
@@ -200,9 +218,10 @@ def train_configuration(args, checked, text: str, overrides: list[str], path: Pa
     digest = spec_hash(text, overrides, variant)
     resume = None
     if args.resume:
-        resume = from_main(world, lambda: _read_resume(path, digest, args.force, several))
+        resume = from_main(world, lambda: _read_resume(path, digest, args.force, several, args.spec))
     if world.main:
-        path.mkdir(parents=True, exist_ok=True)
+        from dslc.files import make_folder
+        make_folder(path, "create run directory")
     title = variant or Path(args.spec).stem
     progress = Progress(mode, title, variant=variant if several else None)
     device = pick_device(args.device or checked.train.device)
@@ -360,7 +379,8 @@ def _launch_workers(args) -> int:
         for name, checked in configs.items():          # refuse a wrong checkpoint here, once
             path = run / "variants" / name if several else run
             if (path / "checkpoints" / "last.pt").exists() or not several:
-                _read_resume(path, spec_hash(source.text, overrides, checked.variant), args.force, several)
+                _read_resume(path, spec_hash(source.text, overrides, checked.variant), args.force, several,
+                             args.spec)
     else:
         run = new_run_dir(args.spec, args.out, args.force)
     outcome = launch(worker_argv(args, run), args.nproc)

@@ -29,11 +29,11 @@ import contextlib
 import copy
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
 from dslc.errors import UserError
+from dslc.files import make_folder, replacing
 
 DEFAULT_OPSET = 18
 RECURRENT = ("rnn", "lstm", "gru")
@@ -182,13 +182,9 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
     proto.doc_string = f"dslc model {model_ir.name} ({Path(checked.source.path).name})"
     set_metadata(proto, build_metadata(checked, names, metadata))
 
-    pending = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            onnx.save(proto, str(pending))
-        except OSError as err:
-            raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    make_folder(out.parent)
+    with replacing(out) as pending:          # moved into place only once verified; removed on any failure
+        onnx.save(proto, str(pending))
         try:
             report = onnx_verify.verify(pending, module, model_ir, cases, names, shown_as=out)
         except UserError as err:
@@ -196,9 +192,6 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
         set_metadata(proto, {"dslc.verification": json.dumps({
             **report.summary(), "exporter": "torchscript" if torchscript else "dynamo", "opset": opset})})
         onnx.save(proto, str(pending))
-        os.replace(pending, out)
-    finally:
-        pending.unlink(missing_ok=True)
     if log:
         log(str(report))
     return out
