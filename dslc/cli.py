@@ -158,6 +158,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; returns its exit status. A torch.distributed worker (`dslc train` under torchrun or
+    --nproc) ends here instead, once its output is flushed (runtime/training/distributed.py: end_process)."""
+    try:
+        status = _main(argv)
+    except SystemExit as stop:
+        if isinstance(stop.code, str) and sys.modules.get("dslc.runtime.training.distributed"):
+            _err(stop.code)                         # what Python would print on the way out
+        _end_worker(stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1)
+        raise
+    _end_worker(status)
+    return status
+
+
+def _end_worker(status: int) -> None:
+    distributed = sys.modules.get("dslc.runtime.training.distributed")     # imported only by `dslc train`
+    if distributed is not None:
+        distributed.end_process(status)
+
+
+def _main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -228,7 +228,10 @@ def test_training_reads_only_the_spec_and_its_data_and_writes_only_the_run_direc
     assert report["code"] == 0
     run = work / "run"
     assert (run / "model.onnx").is_file() and (run / "plots").is_dir()       # export and plots happened
-    library = (sys.prefix, sys.base_prefix, str(ROOT), "/usr/", "/lib", "/proc/", "/sys/", "/dev/", "/etc/")
+    # Python and its libraries: the prefixes, and every site-packages folder on the path (a virtualenv may
+    # take its packages from another one through a .pth file)
+    sites = tuple(p for p in sys.path if os.path.isabs(p) and os.path.basename(p) in ("site-packages", "dist-packages"))
+    library = (sys.prefix, sys.base_prefix, str(ROOT), "/usr/", "/lib", "/proc/", "/sys/", "/dev/", "/etc/", *sites)
     caches = (str(tmp), str(home))
     declared = {str(spec), str(work / "data.csv")}
     for path, write in report["events"]:

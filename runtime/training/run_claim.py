@@ -66,12 +66,14 @@ def lock_run(path: Path, created: bool = False) -> None:
     if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            holder = _pid_in(marker)
-            raise UserError(f"{path} is being trained by another dslc process"
-                            + (f" (pid {holder})" if holder else "")
-                            + "; wait for it to end, or stop it, before training this run again") from None
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                holder = _pid_in(marker)
+                raise UserError(f"{path} is being trained by another dslc process"
+                                + (f" (pid {holder})" if holder else "")
+                                + "; wait for it to end, or stop it, before training this run again") from None
+            # a file system without locks (some network mounts): train unlocked rather than not at all
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
