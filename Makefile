@@ -25,10 +25,12 @@ browser:
 
 # The whole suite, slow reproductions included (what CI runs).
 test: setup browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # The suite without the long reproductions.
 test-fast: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 # The main job: check a spec, train it, export it to ONNX and run it with onnxruntime.

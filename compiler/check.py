@@ -13,7 +13,8 @@ from pathlib import Path
 from dslc.dsl import ast
 from dslc.errors import SpecError
 from dslc.dsl.diagnostics import Diagnostic, Report, Source, did_you_mean
-from dslc.dsl.parse import parse, read_spec, relocate
+from dslc.dsl.parse import parse, relocate
+from dslc.dsl.read import read_spec
 
 from .data_check import DATA_KEYS, DataChecks
 from .expr_check import Bail as _Bail
@@ -383,13 +384,41 @@ class SpecChecker(DataChecks, LossChecks):
             return None
         s = self.settings(block, EXPORT_KEYS)
         try:
-            return ExportIR(format=self.typed(s.get("format"), "str", "onnx", choices=("onnx",)),
-                            opset=self.typed(s.get("opset"), "int", 18,
-                                             lambda v: None if 13 <= v <= 23 else "must be between 13 and 23"),
-                            file=self.typed(s.get("file"), "str", None, inside_run_dir),
-                            auto=self.typed(s.get("auto"), "bool", True))
+            export = ExportIR(format=self.typed(s.get("format"), "str", "onnx", choices=("onnx",)),
+                              opset=self.typed(s.get("opset"), "int", 18,
+                                               lambda v: None if 13 <= v <= 23 else "must be between 13 and 23"),
+                              file=self.typed(s.get("file"), "str", None, inside_run_dir),
+                              auto=self.typed(s.get("auto"), "bool", True))
         except _Bail:
             return None
+        clash = run_file_clash(export.file) if export.file is not None else None
+        if clash is not None:
+            what = ("is the run directory itself" if clash == "." else
+                    f"would write into the run's own {clash}/ folder" if clash in RUN_DIR_FOLDERS else
+                    f"would overwrite the run's own {clash}")
+            self.report.error(f"export file '{export.file}' {what}", s["file"].value.span,
+                              'name a file of its own, e.g. file = "model.onnx" or "onnx/net.onnx"')
+            return None
+        return export
+
+
+# What `dslc train` writes into a run directory (checkpoints/, variants/ and plots/ are folders). export.file
+# may name any other file there; runtime/training/run_dir.py uses the same list to replace a run (--force).
+RUN_DIR_ENTRIES = ("run.json", "spec.dlspec", "spec.yaml", "resolved.yaml", "metrics.jsonl", "summary.json",
+                   "checkpoints", "variants", "plots", "report.html", "samples.npz", "plot_inputs.npz", ".dslc-run")
+RUN_DIR_FOLDERS = ("checkpoints", "variants", "plots")
+
+
+def run_file_clash(path: str) -> str | None:
+    """The run's own entry that a path inside the run directory would overwrite ('.' for the directory itself).
+
+    Compared without regard to case (a case-insensitive file system maps Summary.json onto summary.json).
+    """
+    parts = [p for p in path.replace("\\", "/").split("/") if p.strip() not in ("", ".")]
+    if not parts:
+        return "."
+    first = parts[0].strip().casefold()
+    return next((name for name in RUN_DIR_ENTRIES if name.casefold() == first), None)
 
 
 def inside_run_dir(path: str) -> str | None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 
 from . import ast
 from dslc.errors import SpecError
@@ -24,6 +24,9 @@ GRAMMAR = Path(__file__).with_name("dlspec.lark")
 MAX_SPEC_BYTES = 1_000_000
 MAX_NESTING = 64
 MAX_NUMBER_DIGITS = 300
+BOM = "\ufeff"
+INVISIBLE = {"\u200b": "zero-width space U+200B", "\u200c": "zero-width non-joiner U+200C",
+             "\u200d": "zero-width joiner U+200D", "\u2060": "word joiner U+2060", "\u00a0": "no-break space U+00A0"}
 
 TOKEN_NAMES = {
     "NAME": "a name", "NUMBER": "a number", "INT": "a whole number", "STRING": "a string",
@@ -255,6 +258,11 @@ def _syntax_error(err: UnexpectedInput, text: str, source: Source) -> SpecError:
             hint = "this string is not closed on its line"
         elif ch in "{}[]()":
             hint = "brackets must be balanced"
+        elif ch == BOM:
+            hint = ("a byte-order mark (U+FEFF) in the middle of the text, e.g. where two files were joined; "
+                    "delete it")
+        elif ch in INVISIBLE:
+            hint = f"an invisible character ({INVISIBLE[ch]}), perhaps pasted from a web page; delete it"
         return SpecError([Diagnostic(f"unexpected character {ch!r}", span, hint, source=source)])
 
     token = getattr(err, "token", None)
@@ -358,24 +366,3 @@ def relocate(node, origin: Source):
         elif isinstance(value, list):
             updates[name] = [relocate(v, origin) if isinstance(v, ast.Node) else v for v in value]
     return dataclasses.replace(node, **updates)
-
-
-def read_spec(path: str | Path) -> tuple[ast.Spec, Source]:
-    """Read and parse a spec file (.dlspec text, or its YAML face .yaml/.yml) with its source."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError([Diagnostic(f"no such spec file: {path}", hint="check the path",
-                                    source=Source(str(path), ""))]) from None
-    except OSError as err:
-        raise SpecError([Diagnostic(f"cannot read spec file {path}: {err.strerror}", source=Source(str(path), ""))]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SpecError([Diagnostic(f"spec file is not UTF-8 text (byte {err.start})",
-                                    hint="save the file as UTF-8", source=Source(str(path), ""))]) from None
-    if path.suffix in (".yaml", ".yml"):
-        from .yaml_face import from_yaml
-        return from_yaml(text, str(path)), Source(str(path), text)
-    return parse(text, str(path)), Source(str(path), text)

@@ -29,12 +29,18 @@ from . import ast
 from dslc.errors import SpecError
 from .diagnostics import Diagnostic, Source
 from .format import format_expr, format_stage, format_type
-from .parse import MAX_NESTING, MAX_NUMBER_DIGITS, parse
+from .parse import MAX_NESTING, MAX_NUMBER_DIGITS, MAX_SPEC_BYTES, parse
 
 BLOCKS = ("data", "train", "export", "init")
 MAX_VALUES = 100_000
 _SCALARS = yaml.constructor.SafeConstructor()   # safe_load's scalar rules, without a parser per value
 TOP_KEYS = ("let", "models", "variants") + BLOCKS
+MAX_YAML_DEPTH = MAX_NESTING + 8     # a spec's own structure (models: net: body: - return: [...]) plus expressions
+CORE = "tag:yaml.org,2002:"
+# The tags a spec may carry, written or implied: YAML's core schema. Any other (!!python/..., !!binary,
+# !!timestamp, !custom) is refused, never constructed.
+KNOWN_TAGS = {CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+KIND_NAMES = {"int": "a whole number", "float": "a number", "bool": "true or false"}
 
 
 # ---------------------------------------------------------------- writing
@@ -116,20 +122,46 @@ class _Reader:
         raise SpecError([Diagnostic(message, span, hint, source=self.source)])
 
     def mapping(self, node, what: str) -> list[tuple]:
+        """The key/value node pairs of a mapping; a key given twice is an error (YAML would keep only one)."""
+        self.known_tag(node)
         if not isinstance(node, yaml.MappingNode):
+            if self.empty(node):
+                self.fail(f"{what} is empty", node, "write its entries below it, indented, or remove it")
             self.fail(f"{what} must be a mapping", node)
-        pairs = []
+        pairs, first = [], {}
         for k, v in node.value:
             if not isinstance(k, yaml.ScalarNode):
                 self.fail(f"keys in {what} must be names", k)
+            self.known_tag(k)
+            if k.value in first:
+                self.fail(f"'{k.value}' appears twice in {what}", k,
+                          f"the first is at line {first[k.value].start_mark.line + 1}; YAML keeps only one of "
+                          f"them, so remove the other")
+            first[k.value] = k
             pairs.append((k, v))
         return pairs
+
+    def known_tag(self, node) -> None:
+        """Refuse explicit tags outside YAML's core schema (they are never constructed either way)."""
+        if node.tag not in KNOWN_TAGS:
+            self.fail(f"the YAML tag {node.tag.replace(CORE, '!!')} is not allowed in a spec", node,
+                      "remove the tag: a spec's values are numbers, true/false, lists and expression text")
+
+    @staticmethod
+    def empty(node) -> bool:
+        """A value left out (`key:` with nothing after it, or `~`/null)."""
+        return isinstance(node, yaml.ScalarNode) and (node.tag == CORE + "null" or
+                                                      (node.style is None and not node.value.strip()))
 
     def text(self, node, start: str):
         """Parse a YAML string scalar as text syntax, with spans in the YAML file (once per node:
         an alias repeats the same node)."""
+        self.known_tag(node)
         if not isinstance(node, yaml.ScalarNode):
             self.fail("expected a single value here", node)
+        if self.empty(node) or not node.value.strip():
+            self.fail("a value is missing here", node, {"stage": "write a layer such as relu or linear(10)",
+                                                       "tensor_type": "write a type such as 'f32[28, 28]'"}.get(start))
         key = (id(node), start)
         if key not in self.parsed:
             self.parsed[key] = self._parse_text(node, start)
@@ -150,6 +182,7 @@ class _Reader:
 
     def expr(self, node, depth: int = 0):
         span = self.span(node)
+        self.known_tag(node)
         self.values += 1
         if self.values > MAX_VALUES:        # aliases can repeat a list exponentially ("billion laughs")
             self.fail(f"the YAML spec holds more than {MAX_VALUES:,} values", node, "are aliases (*name) repeating it?")
@@ -163,20 +196,29 @@ class _Reader:
         if (tag.endswith(":int") or tag.endswith(":float")) and len(node.value) > MAX_NUMBER_DIGITS:
             self.fail(f"the number {node.value[:20]}... is too large", node, "numbers must be finite")
         if tag.endswith(":int"):
-            v = int(_SCALARS.construct_yaml_int(node))
+            v = int(self.construct(node, "int"))
             return ast.Neg(operand=ast.Number(value=-v, span=span), span=span) if v < 0 else ast.Number(value=v, span=span)
         if tag.endswith(":float"):
-            v = float(_SCALARS.construct_yaml_float(node))
+            v = float(self.construct(node, "float"))
             if v != v or v in (float("inf"), float("-inf")):
                 self.fail("numbers must be finite", node)
             return ast.Neg(operand=ast.Number(value=-v, span=span), span=span) if v < 0 else ast.Number(value=v, span=span)
         if tag.endswith(":bool"):
-            return ast.Bool(value=bool(_SCALARS.construct_yaml_bool(node)), span=span)
+            return ast.Bool(value=bool(self.construct(node, "bool")), span=span)
         if tag.endswith(":null"):
             self.fail("a value is missing here", node)
         return self.text(node, "expr")
 
+    def construct(self, node, kind: str):
+        """A scalar as YAML's core schema reads it; `!!int abc` and the like are located errors."""
+        try:
+            return getattr(_SCALARS, f"construct_yaml_{kind}")(node)
+        except (ValueError, TypeError, KeyError, IndexError, yaml.YAMLError):
+            self.fail(f"'{node.value}' is not {KIND_NAMES[kind]}, as its tag !!{kind} says", node,
+                      f"remove the tag, or write {KIND_NAMES[kind]}")
+
     def name(self, node, what: str) -> str:
+        self.known_tag(node)
         if not isinstance(node, yaml.ScalarNode) or not node.value.isidentifier():
             self.fail(f"{what} must be a name", node)
         return node.value
@@ -244,8 +286,49 @@ class _Reader:
         return ast.Model(name=self.name(key, "a model's name"), inputs=inputs,
                          body=[self.body_item(n) for n in body_node.value], span=self.span(key))
 
+    def refuse_alias_bombs(self, root) -> None:
+        """Count the values the tree expands to (aliases repeat nodes) before reading any: a "billion laughs"
+        is refused at once, at the innermost value that is repeated past the limit."""
+        sizes: dict[int, int] = {}
+
+        def size(node) -> int:
+            key = id(node)
+            if key not in sizes:
+                sizes[key] = 0                 # an alias of itself adds nothing here: the nesting limit meets it
+                children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else
+                            node.value if isinstance(node, yaml.SequenceNode) else [])
+                sizes[key] = 1 + sum(size(n) for n in children)
+            return sizes[key]
+
+        node = root
+        if size(node) <= MAX_VALUES:
+            return
+        while True:
+            children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else
+                        node.value if isinstance(node, yaml.SequenceNode) else [])
+            bigger = next((n for n in children if sizes.get(id(n), 0) > MAX_VALUES), None)
+            if bigger is None:
+                break
+            node = bigger
+        self.fail(f"the YAML spec holds more than {MAX_VALUES:,} values", node, "are aliases (*name) repeating it?")
+
+    def refuse_deep_nesting(self, text: str) -> None:
+        """PyYAML composes nodes recursively: measure the nesting on its (flat) event stream first."""
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    span = ast.Span(line=event.start_mark.line + 1, column=event.start_mark.column + 1,
+                                    end_line=event.start_mark.line + 1, end_column=event.start_mark.column + 2)
+                    raise SpecError([Diagnostic(f"lists or mappings nested more than {MAX_YAML_DEPTH} deep", span,
+                                                "simplify the value", source=self.source)])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+
     def spec(self, text: str) -> ast.Spec:
         try:
+            self.refuse_deep_nesting(text)
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
@@ -258,17 +341,20 @@ class _Reader:
                                         hint, source=self.source)]) from None
         if root is None:
             return ast.Spec(items=[])
+        self.refuse_alias_bombs(root)
         items: list = []
         for key, node in self.mapping(root, "a YAML spec"):
             if key.value == "let":
                 items += [ast.Let(name=self.name(k, "a variable"), value=self.expr(v), span=self.span(k))
                           for k, v in self.mapping(node, "let")]
             elif key.value in BLOCKS:
-                items.append(ast.Block(block=key.value, settings=self.settings(node, key.value), span=self.span(key)))
+                items.append(ast.Block(block=key.value, settings=self.settings(node, f"the {key.value} block"),
+                                       span=self.span(key)))
             elif key.value == "models":
                 items += [self.model(k, v) for k, v in self.mapping(node, "models")]
             elif key.value == "variants":
-                variants = [ast.Variant(name=self.name(k, "a variant's name"), settings=self.settings(v, k.value), span=self.span(k))
+                variants = [ast.Variant(name=self.name(k, "a variant's name"),
+                                        settings=self.settings(v, f"variant {k.value}"), span=self.span(k))
                             for k, v in self.mapping(node, "variants")]
                 items.append(ast.Variants(variants=variants, span=self.span(key)))
             else:
@@ -278,4 +364,8 @@ class _Reader:
 
 
 def from_yaml(text: str, path: str = "<spec.yaml>") -> ast.Spec:
-    return _Reader(text, path).spec(text)
+    reader = _Reader(text, path)
+    if len(text) > MAX_SPEC_BYTES // 4 and len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+        reader.fail(f"spec file is larger than {MAX_SPEC_BYTES // 1000} kB",
+                    hint="a spec describes a model; data belongs in a data file")
+    return reader.spec(text)

@@ -140,12 +140,14 @@ class Spec:
         """
         from dslc.runtime.session.plan import plan_new
         from dslc.runtime.session.train import TrainOptions, train_plan
+        from dslc.runtime.training.run_claim import runs_held
         if progress not in PROGRESS:
             raise UserError(f"progress must be one of {', '.join(PROGRESS)}, not {progress!r}")
         extra = overrides_from(set, epochs, steps, seed)
         plan = plan_new(self.path, self.overrides + extra, self._plan.variant, data_root=data_root,
                         device=device, nan=nan) if extra or data_root or device or nan != "stop" else self._plan
-        outcome = train_plan(plan, TrainOptions(out=out, force=force, mode=progress, export=export, plots=plots))
+        with runs_held():
+            outcome = train_plan(plan, TrainOptions(out=out, force=force, mode=progress, export=export, plots=plots))
         return _outcome(outcome)
 
 
@@ -244,8 +246,10 @@ class Run:
         `dslc train --resume RUN` does; returns the Run."""
         from dslc.runtime.session.plan import plan_resume
         from dslc.runtime.session.train import TrainOptions, train_plan
+        from dslc.runtime.training.run_claim import runs_held
         plan = plan_resume(self.root, None, overrides_from(set, epochs, steps), None, force)
-        outcome = train_plan(plan, TrainOptions(mode=progress, export=export, plots=plots))
+        with runs_held():
+            outcome = train_plan(plan, TrainOptions(mode=progress, export=export, plots=plots))
         return _outcome(outcome) if self.variant is None else Run(self.root, self.variant)
 
     def session(self, provider: str | None = None) -> "InferenceSession":

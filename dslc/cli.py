@@ -14,6 +14,7 @@ command that needs them, so `dslc check` starts fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -47,7 +48,7 @@ def cmd_check(args) -> int:
     from dslc.compiler.check import check_all, parse_override
     from dslc.errors import SpecError
     from dslc.dsl.diagnostics import render_json
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     failed = False
     diagnostics = []
     for path in args.specs:
@@ -96,7 +97,7 @@ def cmd_show(args) -> int:
 
 def cmd_fmt(args) -> int:
     from dslc.dsl.format import format_spec
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     spec, _ = read_spec(args.spec)
     if args.to == "yaml":
         from dslc.dsl.yaml_face import to_yaml
@@ -193,6 +194,26 @@ def _leave(code: int) -> None:
 
 
 def _run(argv) -> int:
+    """One command's exit status. A torch.distributed worker (`dslc train` under torchrun or
+    --nproc) ends here instead, once its output is flushed (runtime/training/distributed.py: end_process)."""
+    try:
+        status = _main(argv)
+    except SystemExit as stop:
+        if isinstance(stop.code, str) and sys.modules.get("dslc.runtime.training.distributed"):
+            _err(stop.code)                         # what Python would print on the way out
+        _end_worker(stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1)
+        raise
+    _end_worker(status)
+    return status
+
+
+def _end_worker(status: int) -> None:
+    distributed = sys.modules.get("dslc.runtime.training.distributed")     # imported only by `dslc train`
+    if distributed is not None:
+        distributed.end_process(status)
+
+
+def _main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args) or 0
@@ -207,8 +228,33 @@ def _run(argv) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:
+        if err.errno not in MACHINE_ERRNOS or os.environ.get("DSLC_DEBUG"):
+            return _internal_error(err)
+        _err(f"error: {_os_error_line(err)}")       # the machine's doing (disk, permissions), not dslc's
+        return EXIT_FAILURE
     except Exception as err:  # a bug in dslc, not in the spec
-        if os.environ.get("DSLC_DEBUG"):
-            raise
-        _err(f"internal error: {type(err).__name__}: {err}\n(this is a bug in dslc; set DSLC_DEBUG=1 for the traceback)")
-        return 70
+        return _internal_error(err)
+
+
+def _internal_error(err: Exception) -> int:
+    if os.environ.get("DSLC_DEBUG"):
+        raise err
+    _err(f"internal error: {type(err).__name__}: {err}\n(this is a bug in dslc; set DSLC_DEBUG=1 for the traceback)")
+    return 70
+
+
+# File-system failures that say something about the machine, not about dslc: a full disk or quota, a
+# read-only file system, missing permissions, an I/O error, too many open files, a name that is too long.
+MACHINE_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "EFBIG", "EMFILE", "ENFILE", "ENAMETOOLONG",
+    "ENOTDIR", "EISDIR", "ELOOP", "ETXTBSY", "ESTALE") if hasattr(errno, name))
+
+
+def _os_error_line(err: OSError) -> str:
+    """`cannot write FILE: No space left on device` where the OSError names its file."""
+    reason = err.strerror or str(err)
+    if err.filename is None:
+        return reason
+    target = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+    return f"{target}: {reason}"

@@ -46,7 +46,7 @@ train {
 
 @pytest.mark.parametrize("path", sorted(SPECS.glob("*.dlspec")), ids=lambda p: p.stem)
 def test_every_spec_checks_without_warnings(path: Path):
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     spec, source = read_spec(path)
     for result in check_all(spec, source):
         assert result.warnings == []
@@ -118,7 +118,7 @@ def test_variants_are_checked_one_by_one():
 
 
 def _read(name):
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     return read_spec(SPECS / name)
 
 

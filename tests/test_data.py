@@ -67,7 +67,8 @@ def test_mnist_falls_back_to_the_bundled_sample(tmp_path, capsys):
     assert "bundled sample" in d.info["notice"] and "nowhere" in d.info["notice"]
     assert "bundled sample" in capsys.readouterr().err
     assert d.train.inputs[0].shape == (4000, 28, 28) and d.test.n == 1000
-    assert (tmp_path / "cache/dslc/mnist5k/MNIST/raw/t10k-images-idx3-ubyte").is_file()
+    [cached] = (tmp_path / "cache" / "dslc").glob("mnist5k-*")                # named after the files' content
+    assert (cached / "MNIST/raw/t10k-images-idx3-ubyte").is_file()
     shared = load_data(checked, data_root=str(MNIST5K), download=False)
     assert shared.info["fingerprint"] == d.info["fingerprint"]     # the same digits
     again = load_data(checked, data_root=str(tmp_path / "nowhere"), download=False)   # from the cache
@@ -82,6 +83,45 @@ def test_mnist_root_with_only_gz_files_is_decompressed_into_the_cache(tmp_path, 
     assert d.info["notice"] is None and d.info["root"] == str(root)
     assert d.train.inputs[0].shape == (4000, 784)
     assert not (root / "MNIST/raw/train-images-idx3-ubyte").exists()     # the user's folder is left alone
+
+
+def _gz_idx(raw: Path, prefix: str, labels, damage: str | None = None) -> None:
+    """A tiny MNIST-style pair of .gz IDX files (one 28x28 image per label, its pixels the label)."""
+    raw.mkdir(parents=True, exist_ok=True)
+    images = np.repeat(np.asarray(labels, np.uint8), 28 * 28)
+    data = np.array([0x803, len(labels), 28, 28], dtype=">i4").tobytes() + images.tobytes()
+    packed = gzip.compress(data)
+    (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(packed[:len(packed) // 2] if damage == "truncate" else packed)
+    (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(
+        np.array([0x801, len(labels)], dtype=">i4").tobytes() + np.asarray(labels, np.uint8).tobytes()))
+
+
+def test_the_mnist_cache_follows_the_content_of_the_gz_files(tmp_path):
+    """The .gz files are decompressed into a cache folder named after their content, not their path:
+    changed or repaired files under the same root are read afresh; a truncated one is one clear error
+    and leaves no temporary or half-filled cache folder behind."""
+    raw = tmp_path / "digits" / "MNIST" / "raw"
+    _gz_idx(raw, "t10k", [0, 1])
+    _gz_idx(raw, "train", [1, 2, 3])
+    checked = spec_at(tmp_path, 'data { source = mnist(root="digits") }\n'
+                      "model m(image: f32[1, 28, 28]) { flatten linear(data.classes) }\n")
+    first = load_data(checked, download=False)
+    assert first.train.targets[0].tolist() == [1, 2, 3]
+    _gz_idx(raw, "train", [7, 8, 9])                      # the same folder, new files
+    second = load_data(checked, download=False)
+    assert second.train.targets[0].tolist() == [7, 8, 9]
+    assert second.info["fingerprint"] != first.info["fingerprint"]
+    assert float(second.train.inputs[0][0].max()) == pytest.approx(7 / 255)
+
+    cache = tmp_path / "cache" / "dslc"
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    _gz_idx(raw, "train", [4, 5, 6], damage="truncate")
+    with pytest.raises(UserError, match=r"cannot decompress .*train-images-idx3-ubyte\.gz into .*: "
+                                        r"Compressed file ended before the end-of-stream marker was reached"):
+        load_data(checked, download=False)
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before     # no .tmp, no new folder
+    _gz_idx(raw, "train", [4, 5, 6])                      # repaired
+    assert load_data(checked, download=False).train.targets[0].tolist() == [4, 5, 6]
 
 
 def test_failed_download_falls_back_for_mnist_and_fails_clearly_for_fashion(tmp_path, monkeypatch):

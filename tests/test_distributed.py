@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from types import SimpleNamespace
 
@@ -207,24 +208,22 @@ def test_torchrun_starts_dslc_workers_itself(runs, tmp_path):
     """`torchrun -m dslc train SPEC` without --out: rank 0 names the run directory and the others use it."""
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "dslc", "train", str(runs.spec), "--quiet", "--no-export", "--no-plots"],
-                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     [run] = list((tmp_path / "runs" / "wave").iterdir())
     got, want = summary(run), summary(runs.double)
     assert got["world_size"] == 2 and got["metrics"] == want["metrics"]       # the same computation, bit for bit
 
 
-def _worker_pid(tag: str, rank: int, deadline: float) -> int:
-    """The pid of worker `rank` of the job whose environment carries `tag` (read from /proc)."""
-    while time.time() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                entries = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if f"DSLC_TEST_TAG={tag}".encode() in entries and f"RANK={rank}".encode() in entries:
-                return int(pid)
-        time.sleep(0.05)
+def _worker_pid(tag: str, rank: int) -> int:
+    """The pid of worker `rank` of the running job whose environment carries `tag` (read from /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            entries = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"DSLC_TEST_TAG={tag}".encode() in entries and f"RANK={rank}".encode() in entries:
+            return int(pid)
     raise AssertionError(f"no worker of rank {rank} found")
 
 
@@ -232,6 +231,17 @@ def _launch(*argv, tag):
     return subprocess.Popen([sys.executable, "-m", "dslc", "train", *map(str, argv), "--nproc", "2", "--no-export",
                              "--no-plots"], env={**env(), "DSLC_TEST_TAG": tag}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _read_events_until(proc, step: int) -> int:
+    """Read rank 0's --jsonl events (each line is written once its step is done) until one at `step` or
+    later; returns its step. Waits on the events themselves, however slowly the machine runs."""
+    for line in proc.stdout:
+        seen = json.loads(line).get("step", 0)
+        if seen >= step:
+            return seen
+    _, err = proc.communicate()
+    raise AssertionError(f"the run ended (status {proc.returncode}) before step {step}: {err}")
 
 
 @pytest.mark.slow
@@ -242,28 +252,25 @@ def test_worker_failure_interrupt_and_resume(runs, tmp_path):
     where an uninterrupted 2-process run ends."""
     run = tmp_path / "run"
     tag = f"dslc-test-{os.getpid()}-{time.time()}"
-    proc = _launch(runs.spec, "--out", run, "--quiet", tag=tag)
-    deadline = time.time() + 120
-    while not (run / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    os.kill(_worker_pid(tag, 1, deadline), signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    proc = _launch(runs.spec, "--out", run, "--jsonl", tag=tag)
+    # the first checkpoint is written at step 10 (the first `every(steps=10)`); the log event of step 16
+    # comes after it, so by then last.pt is on disk and the workers are training
+    _read_events_until(proc, 16)
+    assert (run / "checkpoints" / "last.pt").is_file()
+    os.kill(_worker_pid(tag, 1), signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("error: training stopped: worker rank 1 (pid ") and "was killed by SIGKILL" in err
     assert f"continue with: dslc train --resume {run} --nproc 2" in err
     killed_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert f"(step {killed_at}), is intact" in err and 0 < killed_at < STEPS
+    assert f"(step {killed_at}), is intact" in err and 0 < killed_at < STEPS - 40
 
     proc = _launch(runs.spec, "--resume", run, "--jsonl", tag=tag)
-    step = 0
-    for line in proc.stdout:                   # rank 0's events: interrupt once it is well past the checkpoint
-        step = json.loads(line).get("step", 0)
-        if step >= killed_at + 40:
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
+    _read_events_until(proc, killed_at + 40)   # interrupt once it is well past the checkpoint
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted; the last checkpoint" in err and "--resume" in err
     stopped = summary(run)
@@ -279,6 +286,50 @@ def test_worker_failure_interrupt_and_resume(runs, tmp_path):
     strip = lambda p: [{k: v for k, v in json.loads(x).items() if k != "wall_seconds"}
                        for x in (p / "metrics.jsonl").read_text().splitlines()]
     assert strip(run) == strip(runs.double)
+
+
+FINALIZING = textwrap.dedent("""
+    import atexit, os
+    def mark():                      # atexit handlers run when, and only when, Python shuts down normally
+        if "RANK" in os.environ:
+            with open(os.path.join(os.environ["DSLC_TEST_MARKS"], os.environ["RANK"]), "w") as f:
+                f.write("finalized")
+    atexit.register(mark)
+""")
+
+
+@pytest.mark.slow
+def test_workers_end_without_finalizing_the_interpreter(tmp_path):
+    """The SIGABRT at teardown ("terminate called without an active exception": a gloo thread releasing a
+    finished all_reduce's tensor takes the GIL while Python finalizes, see runtime/training/distributed.py)
+    cannot happen when a worker never finalizes: after leaving the process group and flushing its output
+    it ends with os._exit. A sitecustomize atexit handler marks each worker that shuts Python down anyway;
+    the run ends with its own exit status, its output and its files complete, and no worker is marked."""
+    site, marks = tmp_path / "site", tmp_path / "marks"
+    site.mkdir()
+    marks.mkdir()
+    (site / "sitecustomize.py").write_text(FINALIZING)
+    spec = spec_file(tmp_path, epochs=2)
+    run = tmp_path / "run"
+    environment = {**env(), "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+                   "DSLC_TEST_MARKS": str(marks)}
+    proc = subprocess.run([sys.executable, "-m", "dslc", "train", str(spec), "--out", str(run), "--nproc", "2",
+                           "--no-export", "--no-plots"], env=environment, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"run: {run}" in proc.stdout and summary(run)["steps"] == 2 * 16
+    assert sorted(p.name for p in marks.iterdir()) == []
+    nan = nan_spec_file(tmp_path)                  # a failing run: rank 0 reports, both end the same way
+    proc = subprocess.run([sys.executable, "-m", "dslc", "train", str(nan), "--out", str(tmp_path / "nan"),
+                           "--nproc", "2", "--quiet", "--no-export", "--no-plots"], env=environment,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and proc.stderr.count("error: ") == 1, proc.stderr
+    assert "became NaN or infinite at step 4" in proc.stderr and "terminate called" not in proc.stderr
+    assert sorted(p.name for p in marks.iterdir()) == []
+
+
+def nan_spec_file(folder):
+    from test_reliability import nan_spec
+    return nan_spec(folder)
 
 
 @pytest.mark.slow

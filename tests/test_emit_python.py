@@ -25,7 +25,8 @@ from dslc.compiler.build import build_layer, build_model
 from dslc.compiler.check import check, check_all
 from dslc.compiler.emit_python import class_names, layer_constructor, model_source
 from dslc.compiler.layers import LAYERS
-from dslc.dsl.parse import parse, read_spec
+from dslc.dsl.parse import parse
+from dslc.dsl.read import read_spec
 
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 

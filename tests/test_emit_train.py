@@ -30,7 +30,7 @@ from dslc.compiler.emit_train import EjectError, optimizer_source, train_source
 from dslc.compiler.losses import LOSSES
 from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.compiler.torch_backend import loss_function
-from dslc.dsl.parse import read_spec
+from dslc.dsl.read import read_spec
 
 train_runtime = pytest.importorskip("dslc.runtime.training.loop", reason="the training runtime (runtime/train.py) is missing")
 

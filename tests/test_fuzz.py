@@ -22,7 +22,8 @@ from dslc.compiler.layers import LAYERS
 from dslc.compiler.losses import LOSSES
 from dslc.errors import SpecError
 from dslc.dsl.diagnostics import Source
-from dslc.dsl.parse import parse, read_spec
+from dslc.dsl.parse import parse
+from dslc.dsl.read import read_spec
 from dslc.dsl.yaml_face import from_yaml, to_yaml
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

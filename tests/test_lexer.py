@@ -166,7 +166,7 @@ def test_grammar_finds_every_layer_of_every_spec(path):
     found = {text for line in path.read_text().splitlines() for scope, text in scan(line)
              if scope == "support.function.layer.dlspec"}
     from dslc.compiler.check import check
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     spec, source = read_spec(path)
     model = check(spec, source).model
     used = {l.layer for l in list(model.layers) + [l for b in model.blocks.values() for l in b.layers]}

@@ -9,7 +9,8 @@ import pytest
 from dslc.dsl import ast
 from dslc.errors import SpecError
 from dslc.dsl.diagnostics import Source
-from dslc.dsl.parse import MAX_NESTING, parse, read_spec, relocate
+from dslc.dsl.parse import MAX_NESTING, parse, relocate
+from dslc.dsl.read import read_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -159,3 +160,47 @@ def test_relocated_spans_point_into_their_own_text():
     source = Source("--set", "lr=0.1")
     e = relocate(parse("   0.1", "--set", start="expr"), source)
     assert e.span.origin is source and e == ast.Number(value=0.1)
+
+
+def test_a_byte_order_mark_is_skipped_and_a_stray_one_is_explained(tmp_path: Path):
+    """Editors on Windows may start a UTF-8 file with a byte-order mark: it is not part of the spec, so
+    columns stay where the user sees them. One in the middle of the text (two files joined) gets a hint."""
+    for name, text in (("s.dlspec", "let lr = 0.1\nlet bad = )\n"), ("s.yaml", "let: {lr: 0.1, bad: ')'}\n")):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        with pytest.raises(SpecError) as info:
+            read_spec(path)
+        d = info.value.diagnostics[0]
+        assert "unexpected" in d.message and (d.span.line, d.span.column) == ((2, 11) if name == "s.dlspec" else (1, 22))
+        path.write_bytes(b"\xef\xbb\xbf" + text.replace("bad = )", "b = 1").replace(", bad: ')'", "").encode())
+        spec, source = read_spec(path)
+        assert not source.text.startswith("\ufeff") and spec.lets[0].name == "lr"
+    line, col, message, hint = error("let a = 1\n\ufefflet b = 2\n")
+    assert (line, col) == (2, 1) and "byte-order mark" in hint
+    assert "invisible character" in error("let a = 1\u200b\n")[3]
+    utf16 = tmp_path / "utf16.dlspec"
+    utf16.write_bytes("let a = 1\n".encode("utf-16"))
+    with pytest.raises(SpecError) as info:
+        read_spec(utf16)
+    assert "UTF-16" in info.value.diagnostics[0].hint
+
+
+def test_a_huge_spec_is_refused_without_being_read(tmp_path: Path):
+    """The 1 MB limit is applied while reading: a 50 MB file (sparse: it costs no disk) is refused after a
+    stat, with no more than a few kB read, and YAML specs have the same limit."""
+    import tracemalloc
+    big = tmp_path / "big.dlspec"
+    with open(big, "wb") as f:
+        f.truncate(50_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SpecError, match="spec file is larger than 1000 kB"):
+            read_spec(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"{peak:,} bytes allocated"
+    padded = tmp_path / "big.yaml"
+    padded.write_text("# padding\n" * 110_000 + "let: {a: 1}\n")
+    with pytest.raises(SpecError, match="spec file is larger than 1000 kB"):
+        read_spec(padded)

@@ -13,7 +13,7 @@ from conftest import ROOT, SPECS
 from dslc.compiler.check import DATA_KEYS, EXPORT_KEYS, TRAIN_KEYS
 from dslc.compiler.layers import LAYERS
 from dslc.compiler.losses import LOSSES
-from dslc.dsl.parse import read_spec
+from dslc.dsl.read import read_spec
 from dslc.editor.schema import json_schema, validate_document
 from dslc.dsl.yaml_face import from_yaml, to_yaml
 

@@ -230,7 +230,10 @@ def test_training_reads_only_the_spec_and_its_data_and_writes_only_the_run_direc
     assert report["code"] == 0
     run = work / "run"
     assert (run / "model.onnx").is_file() and (run / "plots").is_dir()       # export and plots happened
-    library = (sys.prefix, sys.base_prefix, str(ROOT), "/usr/", "/lib", "/proc/", "/sys/", "/dev/", "/etc/")
+    # Python and its libraries: the prefixes, and every site-packages folder on the path (a virtualenv may
+    # take its packages from another one through a .pth file)
+    sites = tuple(p for p in sys.path if os.path.isabs(p) and os.path.basename(p) in ("site-packages", "dist-packages"))
+    library = (sys.prefix, sys.base_prefix, str(ROOT), "/usr/", "/lib", "/proc/", "/sys/", "/dev/", "/etc/", *sites)
     caches = (str(tmp), str(home))
     declared = {str(spec), str(work / "data.csv")}
     for path, write in report["events"]:
@@ -256,6 +259,45 @@ def test_export_file_outside_the_run_directory_is_refused(tmp_path, capsys, file
     assert "inside the run directory" in err and not (tmp_path / "run").exists()
     err = refused(capsys, ["check", project(tmp_path / "q"), "--set", f"export.file={file}"], status=2)
     assert "inside the run directory" in err
+
+
+@pytest.mark.parametrize("file, what", [
+    ('"checkpoints/last.pt"', "would write into the run's own checkpoints/ folder"),
+    ('"spec.dlspec"', "would overwrite the run's own spec.dlspec"),
+    ('"summary.json"', "would overwrite the run's own summary.json"),
+    ('"./metrics.jsonl"', "would overwrite the run's own metrics.jsonl"),
+    ('"Resolved.YAML"', "would overwrite the run's own resolved.yaml"),        # case-insensitive file systems
+    ('"."', "is the run directory itself"),
+    ('"plots/model.onnx"', "would write into the run's own plots/ folder"),
+])
+def test_export_file_cannot_overwrite_the_runs_own_files(tmp_path, capsys, file, what):
+    """`export { file = "checkpoints/last.pt" }` would have the automatic export destroy the run's last
+    checkpoint: a located error with a hint at `dslc check`, and `dslc train` refuses it before it starts."""
+    spec = project(tmp_path / "p", LINE_SPEC + f"export {{ file = {file} }}\n")
+    err = refused(capsys, ["check", spec], status=2)
+    first = err.splitlines()[0]
+    assert first.startswith(f"{spec}:16:17: error: export file ") and first.endswith(what), err
+    assert "hint: name a file of its own" in err
+    err = refused(capsys, ["train", spec, "--out", tmp_path / "run", "--quiet"], status=2)
+    assert what in err and not (tmp_path / "run").exists()
+    err = refused(capsys, ["check", project(tmp_path / "q"), "--set", f"export.file={file}"], status=2)
+    assert what in err
+
+
+def test_export_out_cannot_overwrite_the_runs_own_files(tmp_path, capsys):
+    """`dslc export RUN --out RUN/checkpoints/last.pt` (or summary.json, or RUN itself) is refused too:
+    one line, and the run is unchanged."""
+    spec = project(tmp_path, LINE_SPEC + "export { auto = false }\n")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for out, what in ((run / "checkpoints" / "last.pt", "would overwrite the run's own checkpoints"),
+                      (run / "summary.json", "would overwrite the run's own summary.json"),
+                      (run, "is the run directory itself")):
+        err = refused(capsys, ["export", run, "--out", out])
+        assert err.count("\n") == 1 and what in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(["export", str(run), "--out", str(run / "net.onnx")]) == 0      # a file of its own is fine
 
 
 def test_export_file_inside_the_run_directory_is_written_there(tmp_path, capsys):
@@ -310,6 +352,28 @@ def test_a_huge_or_deeply_nested_spec_fails_fast(tmp_path, capsys):
             err = refused(capsys, argv, status=2)
             assert message in err and time.perf_counter() - started < 10, err
     assert not (tmp_path / "run").exists()
+
+
+ENDLESS = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))     # 1 GiB: reading /dev/zero whole would die
+    from dslc.cli import main
+    sys.exit(main(["check", sys.argv[1]]))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("name", ["zero.dlspec", "zero.yaml"])
+def test_a_spec_that_never_ends_is_refused_after_the_limit(tmp_path, name):
+    """/dev/zero (or a pipe that never closes) as a spec, .dlspec or YAML: refused once 1 MB has been read,
+    in a process whose memory is capped at 1 GiB."""
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    proc = subprocess.run([sys.executable, "-c", ENDLESS, str(link)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"{link}:1:1: error: spec file is larger than 1000 kB\n"), proc.stderr
+    assert "\x00" not in proc.stderr and "internal error" not in proc.stderr
 
 
 def test_serve_listens_on_this_machine_only_and_bounds_requests_by_default():

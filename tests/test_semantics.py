@@ -29,12 +29,13 @@ from dslc.compiler.build import build_model, build_optimizer
 from dslc.compiler.check import check, check_all
 from dslc.compiler.emit_expr import SourceExpr
 from dslc.compiler.emit_python import class_names, model_source
-from dslc.compiler.ir import Const, Generate, LossCall, Op, Reduce, Ref, walk
+from dslc.compiler.ir import Generate, LossCall, Op, Reduce, Ref, walk
 from dslc.compiler.numpy_backend import evaluate
 from dslc.compiler.shapes import bind_dims, dim_bindings
 from dslc.compiler.torch_backend import BACKEND, MODULE, compile_torch
 from dslc.dsl.diagnostics import Source
-from dslc.dsl.parse import parse, read_spec
+from dslc.dsl.parse import parse
+from dslc.dsl.read import read_spec
 from dslc.errors import SpecError
 from dslc.runtime.training.loss import make_loss, make_metrics
 from spec_strategies import specs

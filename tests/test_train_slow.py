@@ -68,6 +68,13 @@ def hand_written_accuracy(make_model, lr: float, batch: int, epochs: int, seed: 
     return correct / len(test_set)
 
 
+# dslc may not do worse than the hand-written loop by more than this. One-sided: the two loops draw
+# different shuffles and initial weights, so on 1,000 test digits either may win by a few points (the
+# LSTM has come out 0.912 vs 0.888 on one machine and 0.889 vs 0.880 on another); a regression in dslc's
+# loop, data or losses shows up as dslc falling behind.
+WORSE_BY_AT_MOST = 0.02
+
+
 @needs_mnist
 @pytest.mark.parametrize("spec, make_model, lr, batch, floor", [
     ("cnn_mnist.dlspec", _hand_cnn, 0.001, 50, 0.93),
@@ -79,7 +86,7 @@ def test_mnist_accuracy_matches_a_hand_written_loop(tmp_path, spec, make_model, 
     ours = s["metrics"]["test_accuracy"]
     theirs = hand_written_accuracy(make_model, lr, batch, epochs=5)
     print(f"{spec}: dslc {ours:.4f}, hand-written {theirs:.4f}")
-    assert abs(ours - theirs) <= 0.02
+    assert ours >= theirs - WORSE_BY_AT_MOST
     assert ours > floor
 
 

@@ -118,3 +118,66 @@ def test_yaml_round_trips_every_spec_that_checks(case):
     except SpecError:
         assume(False)
     assert from_yaml(to_yaml(spec), "x.yaml") == spec
+
+
+MODEL = "models:\n  m:\n    inputs: {x: 'f32[4]'}\n    body: [linear(1)]\n"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("!!int abc", "'abc' is not a whole number, as its tag !!int says"),
+    ("!!float many", "'many' is not a number, as its tag !!float says"),
+    ("!!bool maybe", "'maybe' is not true or false, as its tag !!bool says"),
+    ("!!binary aGVsbG8=", "the YAML tag !!binary is not allowed in a spec"),
+    ("!!timestamp 2001-12-14", "the YAML tag !!timestamp is not allowed in a spec"),
+    ("!custom 3", "the YAML tag !custom is not allowed in a spec"),
+    ("!!python/tuple [1, 2]", "the YAML tag !!python/tuple is not allowed in a spec"),
+])
+def test_yaml_tags_are_located_errors(tmp_path: Path, value, message):
+    """A tag outside YAML's core schema, or a core tag its text does not fit, is a spec error at the value
+    (not an internal error)."""
+    d = _error(f"data:\n  batch: {value}\n" + MODEL).diagnostics[0]
+    assert (d.span.line, d.span.column) == (2, 10) and message in d.message
+    path = tmp_path / "tag.yaml"
+    path.write_text(f"data:\n  batch: {value}\n" + MODEL)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["check", str(path)]) == 2
+    assert "internal error" not in err.getvalue() and f"{path}:2:10: error: " in err.getvalue()
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("models:\n  m:\n    inputs: {x: }\n    body: [linear(1)]\n", (3, 16), "a value is missing here"),
+    ("models:\n  m:\n    inputs: {x: 'f32[4]'}\n    body:\n    -\n    - linear(1)\n", (5, 6),
+     "a value is missing here"),
+    ("models:\n  m:\n    inputs: {x: 'f32[4]'}\n    body:\n    - {param: w, type: , value: 1.0}\n", (5, 23),
+     "a value is missing here"),
+    ("train:\n" + MODEL, (1, 7), "the train block is empty"),
+    (MODEL + "variants:\n  small:\n", (6, 9), "variant small is empty"),
+    ("models:\n  m:\n", (2, 5), "model m is empty"),
+])
+def test_an_empty_yaml_value_is_reported_where_it_is(text, where, message):
+    d = _error(text).diagnostics[0]
+    assert (d.span.line, d.span.column) == where and message in d.message, d.render()
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("data:\n  batch: 4\n  batch: 8\n" + MODEL, (3, 3), "'batch' appears twice in the data block"),
+    (MODEL + "models:\n  n:\n    inputs: {x: 'f32[4]'}\n    body: [linear(1)]\n", (5, 1),
+     "'models' appears twice in a YAML spec"),
+    ("models:\n  m:\n    inputs: {x: 'f32[4]'}\n    body: [linear(1)]\n    body: [linear(2)]\n", (5, 5),
+     "'body' appears twice in model m"),
+    ("models:\n  m:\n    inputs: {x: 'f32[4]'}\n    body:\n    - {param: w, value: 1.0, value: 2.0}\n"
+     "    - return: [w * x]\n", (5, 30), "'value' appears twice in a model statement"),
+    ("let: {lr: 0.1, lr: 0.2}\n" + MODEL, (1, 16), "'lr' appears twice in let"),
+])
+def test_a_key_given_twice_in_yaml_is_an_error(text, where, what):
+    """YAML keeps only the last of two equal keys; the spec reader refuses them instead, at the second."""
+    d = _error(text).diagnostics[0]
+    assert (d.span.line, d.span.column) == where and what in d.message, d.render()
+    assert "the first is at line" in d.hint
+
+
+def test_deeply_nested_yaml_is_refused_before_it_is_composed():
+    """PyYAML composes recursively: 5000 nested lists would exhaust Python's stack (an internal error)."""
+    d = _error("let: {a: " + "[" * 5000 + "1" + "]" * 5000 + "}\n" + MODEL).diagnostics[0]
+    assert d.span.line == 1 and "nested more than" in d.message

@@ -59,6 +59,9 @@ def make_plots_after_training(run_dir: Path, data_root=None, quiet: bool = False
     except UserError as err:
         failed(f"plots not drawn: {err}")
         return
+    except OSError as err:              # a full disk or a read-only folder: the run is saved, the pictures not
+        failed(f"plots not drawn: cannot write {err.filename or run_dir}: {err.strerror or err}")
+        return
     except Exception as err:            # a drawing bug must not hide that training succeeded
         if os.environ.get("DSLC_DEBUG"):
             raise

@@ -15,8 +15,35 @@ PROVIDER_HELP = "onnxruntime provider: tensorrt, cuda or cpu (default: CUDA when
 def cmd_predict(args) -> int:
     from dslc.commands.run_model import open_model
     from dslc.runtime.serving.predict import predict_file
-    model = open_model(args.model, args.provider, args.variant, args.checkpoint)
-    return predict_file(model, args.input, batch=args.batch, out=args.out)
+
+    def run(args) -> int:
+        model = open_model(args.model, args.provider, args.variant, args.checkpoint)
+        return predict_file(model, args.input, batch=args.batch, out=args.out)
+    if not args.out:
+        return run(args)
+    return _predict_into_place(args, run)
+
+
+def _predict_into_place(args, run) -> int:
+    """--out FILE is written under a temporary name beside FILE and renamed once complete: a full disk or a
+    failure half-way leaves FILE as it was (or absent) and says one line (dslc.files.replacing)."""
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from dslc.files import replacing
+
+    out = Path(args.out)
+    printed = io.StringIO()
+    with replacing(out) as tmp:
+        args.out = str(tmp)
+        try:
+            with contextlib.redirect_stdout(printed):
+                status = run(args)
+        finally:
+            args.out = str(out)
+    print(printed.getvalue().replace(str(tmp), str(out)), end="")     # "wrote N prediction(s) to FILE"
+    return status
 
 
 def cmd_serve(args) -> int:

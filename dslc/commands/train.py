@@ -92,6 +92,16 @@ def cmd_train(args) -> int:
         from dslc.runtime.session.plan import resolved_config
         sys.stdout.write(resolved_config(plan_from_args(args)))
         return 0
+    from dslc.runtime.training.run_claim import release_runs
+    status = None
+    try:
+        status = _cmd_train(args)
+        return status
+    finally:                                       # a new run that failed before it started training goes
+        release_runs(discard_unstarted=status not in (0, *EXIT_INTERRUPTED.values()))
+
+
+def _cmd_train(args) -> int:
     from dslc.runtime.training.distributed import World
     world = World.from_env()
     if world.size > 1:
@@ -178,6 +188,7 @@ def _launch_workers(args) -> int:
     from dslc.runtime.session.train import read_resume
     from dslc.runtime.training.checkpoint import load_checkpoint
     from dslc.runtime.training.distributed import launch
+    from dslc.runtime.training.run_claim import lock_run
     from dslc.runtime.training.run_dir import new_run_dir
 
     plan = plan_from_args(args)
@@ -193,10 +204,11 @@ def _launch_workers(args) -> int:
                             f"use --nproc {gpus}, or --device cpu to train on CPU processes")
     if plan.resume is not None:
         run = plan.resume
+        lock_run(run)                          # the workers train it; this process holds it meanwhile
         for name, checked in plan.configs.items():          # refuse a wrong checkpoint here, once
             path = run / "variants" / name if plan.several else run
             if (path / "checkpoints" / "last.pt").exists() or not plan.several:
-                read_resume(path, plan.stored_digest(checked.variant), plan.force, plan.several)
+                read_resume(path, plan.stored_digest(checked.variant), plan.force, plan.several, plan.spec)
     else:
         run = new_run_dir(plan.spec, args.out, args.force)
     outcome = launch(worker_argv(args, run), args.nproc)

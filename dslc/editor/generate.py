@@ -89,11 +89,6 @@ def schema() -> dict:
     return json_schema()
 
 
-def schema() -> dict:
-    from dslc.editor.schema import json_schema
-    return json_schema()
-
-
 # ---------------------------------------------------------------- docs/language.md tables
 
 

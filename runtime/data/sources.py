@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def _load_idx_source(dataset: str, source: str, args: dict, ctx: LoadContext, sa
     if _has_files(raw, IDX_FILES):
         read_root = root
     elif _has_files(raw, [f + ".gz" for f in IDX_FILES]):
-        read_root = _decompressed(raw, dataset, f"{dataset}-{hashlib.sha256(str(raw.resolve()).encode()).hexdigest()[:12]}")
+        read_root = _decompressed(raw, dataset, dataset)
     elif ctx.download and args.get("download", True):
         download_error = _download(dataset, root)
         read_root = root if download_error is None else None
@@ -134,25 +135,65 @@ def _has_files(folder: Path, names) -> bool:
     return all((folder / n).is_file() for n in names)
 
 
-def _decompressed(gz_folder: Path, dataset: str, cache_name: str) -> Path:
-    """A root holding the uncompressed IDX files of gz_folder, made once in the cache (atomic writes)."""
-    root = cache_dir() / cache_name
+def _decompressed(gz_folder: Path, dataset: str, label: str) -> Path:
+    """A root holding the uncompressed IDX files of gz_folder's .gz files, made once in the cache.
+
+    The cache folder is `label` and the content of the .gz files (sha256), not their path, so changed or
+    repaired files are decompressed afresh. Each file is written under a temporary name and renamed;
+    a .gz that cannot be decompressed (truncated, not gzip) leaves nothing behind.
+    """
+    root = cache_dir() / f"{label}-{_content_digest(gz_folder, [n + '.gz' for n in IDX_FILES])}"
     raw = root / dataset / "raw"
     if _has_files(raw, IDX_FILES):
         return root
+    made: list[Path] = []
+    tmp = source = None
     try:
-        raw.mkdir(parents=True, exist_ok=True)
+        for folder in (cache_dir(), root, root / dataset, raw):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                made.append(folder)
         for name in IDX_FILES:
             target = raw / name
             if target.is_file():
                 continue
-            tmp = raw / f".{name}.{os.getpid()}.tmp"
-            with gzip.open(gz_folder / (name + ".gz"), "rb") as src, open(tmp, "wb") as dst:
+            source, tmp = gz_folder / (name + ".gz"), raw / f".{name}.{os.getpid()}.tmp"
+            with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.replace(tmp, target)
-    except (OSError, EOFError) as err:
-        raise UserError(f"cannot decompress {gz_folder} into {raw}: {err}") from None
+            made.append(target)
+            tmp = None
+    except BaseException as err:
+        _remove([tmp] if tmp else [])
+        _remove(reversed(made))
+        if not isinstance(err, (OSError, EOFError, zlib.error)):
+            raise
+        reason = (err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__)
+        raise UserError(f"cannot decompress {source or gz_folder} into {raw}: {reason}") from None
     return root
+
+
+def _content_digest(folder: Path, names) -> str:
+    """sha256 over the named files' bytes (16 hex digits): the cache key of what they hold."""
+    digest = hashlib.sha256()
+    try:
+        for name in names:
+            digest.update(name.encode() + b"\0")
+            with open(folder / name, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+    except OSError as err:
+        raise UserError(f"cannot read {folder / name}: {err.strerror or err}") from None
+    return digest.hexdigest()[:16]
+
+
+def _remove(paths) -> None:
+    """Remove files and (empty) folders this process made; what cannot be removed is left."""
+    for path in paths:
+        try:
+            path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _download(dataset: str, root: Path) -> str | None:

@@ -31,13 +31,13 @@ import contextlib
 import copy
 import io
 import json
-import os
 import warnings
 import zipfile
 from pathlib import Path
 
 from dslc.compiler.layers import LAYERS
 from dslc.errors import UserError
+from dslc.files import atomic_open, make_folder, replacing
 
 DEFAULT_OPSET = 18
 
@@ -201,13 +201,9 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
     proto.doc_string = f"dslc model {model_ir.name} ({Path(checked.source.path).name})"
     set_metadata(proto, build_metadata(checked, names, metadata))
 
-    pending = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            onnx.save(proto, str(pending))
-        except OSError as err:
-            raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    make_folder(out.parent)
+    with replacing(out) as pending:          # moved into place only once verified; removed on any failure
+        onnx.save(proto, str(pending))
         try:
             report = onnx_verify.verify(pending, module, model_ir, cases, names, shown_as=out)
         except UserError as err:
@@ -215,9 +211,6 @@ def export_module(module, checked, samples, out, opset: int = DEFAULT_OPSET, met
         set_metadata(proto, {"dslc.verification": json.dumps({
             **report.summary(), "exporter": "torchscript" if torchscript else "dynamo", "opset": opset})})
         onnx.save(proto, str(pending))
-        os.replace(pending, out)
-    finally:
-        pending.unlink(missing_ok=True)
     if log:
         log(str(report))
     return out
@@ -302,11 +295,20 @@ def export_loaded(run, samples, out=None, opset: int | None = None, log=None) ->
     """Export a run already in memory (`run_dir.Run`: path, summary, checked, module) verified on `samples`."""
     checked = run.checked
     spec_export = checked.export
+    given = out
     if out is None:
         out = Path(run.path) / (spec_export.file if spec_export and spec_export.file else "model.onnx")
         if not out.resolve().is_relative_to(Path(run.path).resolve()):    # the checker refuses such names too
             raise UserError(f"export.file {spec_export.file!r} points outside the run directory {run.path}; "
                             f"write elsewhere with --out")
+    root = Path(run.path)
+    if root.parent.name == "variants" and (root.parent.parent / "summary.json").is_file():
+        root = root.parent.parent                     # a variant's run: the clash is judged from the top
+    clash = _run_file_at(Path(out), root)
+    if clash is not None:                                                  # the checker refuses such names too
+        what = f"--out {given}" if given is not None else f"export.file {spec_export.file!r}"
+        where = "is the run directory itself" if clash == "." else f"would overwrite the run's own {clash}"
+        raise UserError(f"{what} {where}; write the model to a file of its own")
     if opset is None:
         opset = spec_export.opset if spec_export else DEFAULT_OPSET
     summary = run.summary or {}
@@ -333,15 +335,8 @@ def keep_samples(run_path, samples) -> None:
     """RUN/samples.npz: the rows export verifies on, so a later `dslc export` need not load the data."""
     import numpy as np
     arrays = {f"input_{i}": np.ascontiguousarray(s.numpy()) for i, s in enumerate(samples)}
-    path = Path(run_path) / SAMPLES_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    with atomic_open(Path(run_path) / SAMPLES_FILE, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _kept_samples(run):
@@ -361,6 +356,20 @@ def _kept_samples(run):
         if array.ndim != len(dims) + 1 or any(isinstance(d, int) and d != a for d, a in zip(dims, array.shape[1:])):
             return None
     return [torch.from_numpy(a) for a in arrays]
+
+
+def _run_file_at(out: Path, run_dir: Path) -> str | None:
+    """The entry of the run (or of one of its variants) that `out` would overwrite, if any."""
+    from dslc.compiler.check import run_file_clash
+    target, root = out.resolve(), run_dir.resolve()
+    if not target.is_relative_to(root):
+        return None
+    parts = target.relative_to(root).parts
+    clash = run_file_clash("/".join(parts))
+    if clash == "variants" and len(parts) > 2:          # variants/<name>/...: a variant's own run directory
+        inner = run_file_clash("/".join(parts[2:]))
+        return None if inner is None else "/".join([*parts[:2], inner])
+    return clash
 
 
 def run_samples(run, rows: int = 64):

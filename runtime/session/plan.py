@@ -103,7 +103,7 @@ def _check_all(spec, source, overrides: list[str], variant: str | None, label: s
 
 def plan_new(spec: str, overrides: list[str], variant: str | None = None, **options) -> TrainPlan:
     """A fresh run of the spec file `spec` with these overrides (raises SpecError or UserError)."""
-    from dslc.dsl.parse import read_spec
+    from dslc.dsl.read import read_spec
     parsed, source = read_spec(spec)
     configs = _check_all(parsed, source, overrides, variant, spec)
     return TrainPlan(spec=str(spec), spec_path=str(Path(spec).resolve()), text=source.text,
@@ -143,7 +143,7 @@ def plan_resume(run: str | Path, spec: str | None = None, new_overrides=(), vari
     if spec is not None:
         text = Path(spec).read_text(encoding="utf-8") if Path(spec).is_file() else None
         if text is None:
-            from dslc.dsl.parse import read_spec
+            from dslc.dsl.read import read_spec
             read_spec(spec)                       # the usual located error for a missing or unreadable file
         if text != stored_text and not force:
             raise UserError(f"{spec} is not the spec {run} was trained with (its copy is {stored_file}); leave "

@@ -24,6 +24,8 @@ from dslc.errors import UserError
 from dslc.runtime.session.plan import TrainPlan
 from dslc.runtime.training.distributed import ENV_PARENT, SINGLE, World, from_main, join
 from dslc.runtime.training.manifest import write_manifest
+from dslc.files import make_folder
+from dslc.runtime.training.run_claim import lock_run, made_here
 from dslc.runtime.training.run_dir import new_run_dir, read_summary, spec_file_name, write_json, write_text
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}       # SIGINT, SIGTERM
@@ -78,11 +80,14 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
         from dslc.runtime.training.loop import pick_device
         first = next(iter(plan.configs.values()))
         join(world, pick_device(plan.device or first.train.device).type == "cuda")
+    lock = not parent_reports()             # under `dslc train --nproc` the parent holds the run's lock
     if plan.resume is not None:
         run = plan.resume
+        if lock:
+            from_main(world, lambda: lock_run(run))         # one process at a time trains a run
     else:
         run = from_main(world, lambda: new_run_dir(plan.spec, options.out, options.force or
-                                                   failed_before_training(options.out)))
+                                                   failed_before_training(options.out), lock))
     if world.main:
         write_manifest(run, spec=plan.spec, overrides=plan.overrides, variant=plan.variant,
                        configurations=list(plan.configs), data_root=plan.data_root, device=plan.device,
@@ -100,7 +105,7 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
         try:
             summary, code, trained = train_configuration(plan, checked, path, run, mode, world)
         except BaseException as err:
-            if world.main:
+            if world.main and not _removed_on_failure(plan, run):
                 record_failure(plan, checked, path, err)
                 if plan.several:
                     outcome.summaries[name] = read_summary(path) if (path / "summary.json").is_file() else {}
@@ -163,6 +168,12 @@ def _write_run_summary(plan: TrainPlan, run: Path, summaries: dict) -> None:
     })
 
 
+def _removed_on_failure(plan: TrainPlan, run: Path) -> bool:
+    """A new run this process made that has no checkpoint yet: its folder is removed again when the command
+    fails (run_claim.release_runs), so the failure is not recorded in it."""
+    return plan.resume is None and made_here(run) and not any(run.glob("**/checkpoints/last.pt"))
+
+
 def record_failure(plan: TrainPlan, checked, path: Path, err: BaseException) -> None:
     """summary.json for a configuration that stopped on an error before writing one (so `dslc runs` lists
     it, with the error). A summary already there (a resumed run's) is kept. Never hides `err`."""
@@ -192,15 +203,17 @@ def _overall_status(summaries: dict) -> str:
     return statuses.pop() if len(statuses) == 1 else "mixed"
 
 
-def read_resume(path: Path, digest: str, force: bool, several: bool) -> dict | None:
+def read_resume(path: Path, digest: str, force: bool, several: bool, spec: str = "SPEC") -> dict | None:
     """The checkpoint to continue from (None for a variant that had not started)."""
     from dslc.runtime.training.checkpoint import load_checkpoint
     last = path / "checkpoints" / "last.pt"
     if last.exists():
         return load_checkpoint(last, digest, force)
-    if not several:
-        raise UserError(f"cannot resume: {path} has no checkpoints/last.pt")
-    return None
+    if several:
+        return None
+    raise UserError(f"cannot resume {path}: it stopped before its first checkpoint (it has no "
+                    f"checkpoints/last.pt), so there is nothing to continue from; start it again with: "
+                    f"dslc train {spec} --out {path} --force")
 
 
 def _nothing_to_do(plan: TrainPlan, path: Path, resume: dict, total_steps: int) -> str | None:
@@ -236,9 +249,10 @@ def train_configuration(plan: TrainPlan, checked, path: Path, run: Path, mode: s
     digest = plan.digest(variant)
     resume = None
     if plan.resume is not None:
-        resume = from_main(world, lambda: read_resume(path, plan.stored_digest(variant), plan.force, plan.several))
+        resume = from_main(world, lambda: read_resume(path, plan.stored_digest(variant), plan.force, plan.several,
+                                                      plan.spec))
     if world.main:
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path, "create run directory")
     title = variant or Path(plan.spec).stem
     progress = Progress(mode, title, variant=variant if plan.several else None)
     device = pick_device(plan.device or checked.train.device)

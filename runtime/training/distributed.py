@@ -21,6 +21,17 @@ Conventions (docs/reliability.md has the reasons):
   Decisions that depend on one process (a signal, a clock, a NaN in one
   rank's slice) are agreed with one small all_reduce at steps every rank
   knows in advance, never on the fly.
+- A worker ends with `end_process`: once it has left the process group and
+  flushed its output it exits without finalizing the interpreter. Gloo's
+  worker threads outlive `destroy_process_group` (DDP's reducer keeps the
+  group alive) and release each finished collective's tensors a moment after
+  Python has moved on; when that moment falls while Python finalizes, taking
+  the GIL ends the thread by unwinding through C++ code that may not throw,
+  so the process dies with SIGABRT ("terminate called without an active
+  exception"; a core dump shows `ProcessGroupGloo::runLoop` ->
+  `~AsyncAllreduceWork` -> `TensorImpl::decref_pyobject` -> `take_gil` ->
+  `pthread_exit` while the main thread is in `Py_FinalizeEx`). Everything a
+  worker writes is closed and fsynced before it returns, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -137,8 +148,12 @@ def from_main(world: World, make):
     return value
 
 
+_joined = False                       # this process joined a process group (it is a worker)
+
+
 def join(world: World, use_cuda: bool) -> None:
     """Join the process group torchrun described in the environment (gloo, plus nccl for CUDA tensors)."""
+    global _joined
     import torch
     import torch.distributed as dist
     if use_cuda:
@@ -151,12 +166,26 @@ def join(world: World, use_cuda: bool) -> None:
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
     except (RuntimeError, ValueError) as err:
         raise UserError(f"rank {world.rank} cannot join the other workers: {_first_line(err)}") from None
+    _joined = True
 
 
 def leave() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_process(status: int) -> None:
+    """In a process that joined a process group: flush stdout, stderr and the log handlers, then end with
+    `status` without finalizing the interpreter (see the module docstring: gloo's threads may still take
+    the GIL). Elsewhere it returns and the process ends as usual."""
+    if not _joined:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 def wrap(module, device):

@@ -10,6 +10,7 @@
         checkpoints/last.pt  and best.pt (with a validation split; see loop.py's checkpoint selection)
         model.onnx, plots/   the exported model and the pictures, after training
         variants/<name>/     a spec with variants trains each here (same layout)
+        .dslc-run            marks the folder as dslc's; locked while a process trains it (run_claim.py)
 
 `load_run(run_dir)` reads one back: the spec re-checked with the stored
 overrides and variant, and the model built with the checkpoint's weights.
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,10 @@ from typing import Any
 
 import yaml
 
+from dslc import files
 from dslc.errors import UserError
-from dslc.compiler.check import check, parse_override
+from dslc.files import fs_error, make_folder
+from dslc.compiler.check import RUN_DIR_ENTRIES, check, parse_override
 from dslc.compiler.data_sources import DATA_SOURCES
 from dslc.compiler.ir import CallIR, CheckedSpec, Node, SourceIR, expr_text
 from dslc.compiler.values import CallValue, Facts, Symbol
@@ -39,8 +40,10 @@ from dslc.dsl.diagnostics import Source
 from dslc.dsl.format import format_expr
 from dslc.dsl.yaml_face import to_yaml
 
-RUN_FILES = ("run.json", "spec.dlspec", "spec.yaml", "resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints",
-             "variants", "plots", "model.onnx", "report.html", "samples.npz", "plot_inputs.npz")
+from dslc.runtime.training.run_claim import clear_run, is_dslc_run, lock_run
+
+# A folder that holds any of these holds a run (--out refuses it without --force)
+RUN_FILES = tuple(e for e in RUN_DIR_ENTRIES if e != ".dslc-run") + ("model.onnx",)
 
 
 # ---------------------------------------------------------------- configuration
@@ -87,39 +90,50 @@ def read_spec_text(text: str, path: str) -> tuple[ast.Spec, Source]:
 # ---------------------------------------------------------------- creating a run directory
 
 
-def new_run_dir(spec_path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
-    """A fresh run directory: `out`, or runs/<spec-stem>/<timestamp>[-k] under the current directory."""
+def new_run_dir(spec_path: str | Path, out: str | Path | None = None, force: bool = False,
+                lock: bool = True) -> Path:
+    """A fresh run directory: `out`, or runs/<spec-stem>/<timestamp>[-k] under the current directory.
+
+    With `lock` (every caller but a worker whose `dslc train --nproc` parent holds it) the directory is
+    locked for this process (`lock_run`) before anything in it is looked at or removed. `force` replaces
+    the run in `out`: only the files dslc writes in a run directory are removed (`clear_run`).
+    """
     if out is not None:
         path = Path(out)
+        created = not path.exists()
         existing = [name for name in RUN_FILES if (path / name).exists()]
+        if existing and not force:
+            raise UserError(f"{path} already holds a run; continue it with --resume {path}, "
+                            f"choose another --out, or pass --force to replace it")
+        if existing and not is_dslc_run(path):          # before the lock file marks the folder as dslc's
+            raise UserError(f"{path} holds {', '.join(existing)} but is not a run directory dslc wrote; "
+                            f"--force replaces only a dslc run, so choose another --out")
+        make_folder(path, "create run directory")
+        if lock:
+            lock_run(path, created)                     # a run another process trains is never cleared
         if existing:
-            if not force:
-                raise UserError(f"{path} already holds a run; continue it with --resume {path}, "
-                                f"choose another --out, or pass --force to replace it")
-            for name in existing:
-                target = path / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-    else:
-        base = Path("runs") / Path(spec_path).stem / time.strftime("%Y%m%d-%H%M%S")
-        path, k = base, 1
-        while path.exists():
+            clear_run(path)
+        return path
+    base = Path("runs") / Path(spec_path).stem / time.strftime("%Y%m%d-%H%M%S")
+    make_folder(base.parent, "create run directory")
+    path, k = base, 1
+    while True:                             # mkdir is the claim: two runs started in the same second differ
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create run directory {path}: {err.strerror}") from None
+        except OSError as err:
+            raise fs_error(err, path, "create run directory") from None
+    if lock:
+        lock_run(path, created=True)
     return path
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a file atomically (temporary file in the same folder, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a file atomically (temporary file in the same folder, then rename); UserError when it cannot."""
+    files.write_text(path, text)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -142,16 +156,28 @@ class MetricsLog:
     def __init__(self, path: Path, keep: int | None = None):
         self.path = path
         if keep is not None and path.exists():            # resuming: drop events after the checkpoint
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
+            except (OSError, UnicodeDecodeError) as err:
+                raise UserError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
             write_text(path, "".join(lines))
-        self.file = open(path, "a", encoding="utf-8")
+        try:
+            self.file = open(path, "a", encoding="utf-8")
+        except OSError as err:
+            raise fs_error(err, path) from None
 
     def __call__(self, record: dict) -> None:
-        self.file.write(json.dumps(record, allow_nan=True) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record, allow_nan=True) + "\n")
+            self.file.flush()
+        except OSError as err:
+            raise fs_error(err, self.path) from None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:             # the failed write already said why
+            pass
 
 
 # ---------------------------------------------------------------- resolved.yaml
