@@ -40,6 +40,10 @@ def py(value) -> str:
     return repr(value)
 
 
+def _as_list(value):
+    return [_as_list(v) for v in value] if isinstance(value, tuple) else value
+
+
 def binop(symbol: str, p: int, left: tuple[str, int], right: tuple[str, int]) -> tuple[str, int]:
     """`left symbol right` with the fewest parentheses (sources carry their precedence)."""
     if symbol == "**":
@@ -75,6 +79,10 @@ class SourceExpr:
         if isinstance(node, Ref):
             return self.name_of(node), ATOM
         if isinstance(node, Const):
+            if isinstance(node.value, tuple):           # fitted statistics, one per element
+                lib = "torch.tensor" if self.lang == "torch" else "np.array"
+                self.uses.add("torch" if self.lang == "torch" else "np")
+                return f"{lib}({py(_as_list(node.value))})", ATOM
             v = node.value if self.lang == "torch" or isinstance(node.value, int) else float(node.value)
             return repr(v), (3 if v < 0 else ATOM)
         if isinstance(node, Op):
@@ -111,6 +119,13 @@ class SourceExpr:
     def op(self, node: Op) -> tuple[str, int]:
         if node.name in ("concat", "stack"):
             return self.join(node)
+        if node.name == "one_hot":
+            x, n = self(node.args[0])[0], self(node.args[1])[0]
+            if self.lang == "numpy":
+                self.uses.add("np")
+                return f"np.eye({n})[{x}]", ATOM
+            self.uses.update({"F", "torch"})
+            return f"F.one_hot({wrap(x, self(node.args[0])[1] < ATOM)}.long(), {n}).to(torch.get_default_dtype())", ATOM
         args = [self.aligned(node, a) for a in node.args]
         if node.name in _INFIX:
             symbol, p = _INFIX[node.name]

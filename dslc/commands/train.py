@@ -215,7 +215,7 @@ def train_configuration(args, checked, text: str, overrides: list[str], path: Pa
         write_spec_files(path, args.spec, text, checked, overrides)
         log = MetricsLog(path / "metrics.jsonl", keep=resume["loop"]["events"] if resume else 0)
     try:
-        result = fit(checked, data, path, spec_hash=digest, device=device, progress=progress, resume=resume,
+        result = fit(data.checked or checked, data, path, spec_hash=digest, device=device, progress=progress, resume=resume,
                      stop=StopRequest(), log_events=log, world=world, nan=args.nan)
         end = {"event": "end", "status": result["status"], "epoch": result["epochs"], "step": result["steps"],
                "metrics": result["metrics"], "wall_seconds": result["wall_seconds"]}

@@ -6,8 +6,10 @@ MNIST pixels, `text` for a review, and, for tabular models, one field per
 column), or the model's input tensors by name when no preprocessing was
 recorded. A field is a number, an array of numbers of a fixed shape, a string
 (text), or one of a set of categories (when the preprocessing records them
-under `categories`). The request parser, the memory limits and the OpenAPI
-document all read the model through `ModelIO`.
+under `categories`). A field whose column was filled in training (the
+preprocessing's `fills`) may be null: it is filled the same way. The request
+parser, the memory limits and the OpenAPI document all read the model through
+`ModelIO`.
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ class Field:
     shape: tuple = ()
     dtype: str = "float32"
     categories: tuple = ()
+    nullable: bool = False              # null means missing, filled as in training
 
     def describe(self) -> str:
+        tail = " (or null: filled as in training)" if self.nullable else ""
         if self.kind == "text":
             return "a string"
         if self.kind == "category":
-            return "one of " + ", ".join(repr(c) for c in self.categories)
+            return "one of " + ", ".join(repr(c) for c in self.categories) + tail
         if not self.shape:
-            return "a number"
+            return "a number" + tail
         dims = ", ".join(str(d) for d in self.shape)
         what = "pixels 0-255" if self.kind == "pixels" else f"{self.dtype} values" if self.kind == "tensor" else "numbers"
         return f"[{dims}] {what}"
@@ -85,6 +89,7 @@ class ModelIO:
         kind = prep.get("kind")
         shapes = prep.get("column_shapes") or {}
         categories = prep.get("categories") or {}
+        fills = prep.get("fills") or {}
         fields = []
         if kind == "text":                      # the recorded column holds token ids; a request holds the text
             return [Field("text", "text")]
@@ -93,11 +98,11 @@ class ModelIO:
             if kind == "text":
                 fields.append(Field(name, "text"))
             elif name in categories:
-                fields.append(Field(name, "category", categories=tuple(categories[name])))
+                fields.append(Field(name, "category", categories=tuple(categories[name]), nullable=name in fills))
             elif kind == "image":
                 fields.append(Field(name, "pixels", shape))
             else:
-                fields.append(Field(name, "array" if shape else "number", shape))
+                fields.append(Field(name, "array" if shape else "number", shape, nullable=name in fills and not shape))
         return fields
 
     # ------------------------------------------------------------ sizes, for the memory limits

@@ -21,6 +21,7 @@ from dslc.errors import UserError
 
 from dslc.runtime.serving.inference import InferenceSession, InputSpec, check_inputs
 from dslc.runtime.serving.input_files import RawInputs, read_inputs
+from dslc.runtime.serving.preprocess import in_target_units
 from dslc.runtime.serving.preprocess import prepare as _prepare
 
 
@@ -77,6 +78,8 @@ def model_inputs(raw: RawInputs, model) -> list[np.ndarray]:
         return _column_inputs(raw, model, prep)
     if raw.kind == "rows":
         return _row_inputs(raw, model, prep)
+    if raw.kind == "records":
+        return _record_inputs(raw, model, prep)
     if raw.kind == "text":
         if not prep.get("tokenizer"):
             raise UserError(f"{raw.source}: this model records no tokenizer, so it does not read text")
@@ -125,14 +128,39 @@ def _wide_column(prep: dict) -> str | None:
     return columns[0] if dims else None
 
 
+def _file_rows(raw: RawInputs):
+    """How a file's sample i and column c are named in messages: its line, or its record."""
+    if raw.kind == "records":
+        return lambda i, c: f"record {i}, field '{c}'"
+    lines = raw.lines
+    return lambda i, c: f"row {lines[i] if lines else i + 1}, column '{c}'"
+
+
+def _record_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
+    """Records from a .json/.jsonl file: one object per sample with the recorded columns as fields."""
+    wanted = prep.get("columns") or [s.name for s in model.inputs]
+    for i, record in enumerate(raw.value):
+        missing = [c for c in wanted if c not in record]
+        if missing:
+            raise UserError(f"{raw.source}: record {i} has no field {', '.join(map(repr, missing))}; the model reads "
+                            f"{', '.join(wanted)}")
+    if not prep.get("columns"):
+        return [np.asarray([r[s.name] for r in raw.value]) for s in model.inputs]
+    return _prepare([{c: r[c] for c in wanted} for r in raw.value], prep, raw.source, _file_rows(raw))
+
+
 def _column_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
     """A .csv with a header: the recorded columns by name (or a table of pixels / values for one wide column)."""
     columns = raw.value
-    table = RawInputs("rows", np.stack(list(columns.values()), axis=1), raw.source)
     wanted = prep.get("columns")
+    categories = {c for c, r in (prep.get("recipes") or {}).items() if r.get("kind") == "category"}
+    for c in (wanted or columns):
+        if c in (raw.bad or {}) and c in columns and c not in categories:
+            raise UserError(f"{raw.source}: {raw.bad[c]}")
     if wanted:
         if all(c in columns for c in wanted):
-            return _prepare({c: columns[c] for c in wanted}, prep, raw.source)
+            return _prepare({c: columns[c] for c in wanted}, prep, raw.source, _file_rows(raw))
+    if wanted:
         if _wide_column(prep):
             return _row_inputs(table, model, prep)
         missing = [c for c in wanted if c not in columns]
@@ -175,6 +203,12 @@ def _row_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------- outputs
+
+
+def model_outputs(model, outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """What the model answers, in the units its targets came in: an output trained on a scaled target
+    (`standardize(body_mass_g)`, `price / 100`) converted back by the recorded preprocessing."""
+    return in_target_units(outputs, model.preprocessing or {}, list(model.output_names))
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -288,7 +322,7 @@ def predict_file(model, input_path, batch: int = 256, out=None) -> int:
     raw = read_inputs(input_path)
     inputs = check_inputs(model_inputs(raw, model), model.inputs)   # every input error before any output
     print(model.provider_line, file=sys.stderr)
-    outputs = model.run(inputs, batch=batch)
+    outputs = model_outputs(model, model.run(inputs, batch=batch))
     rows = predictions(model, outputs)
     if out:
         write_predictions(out, model, outputs, rows)

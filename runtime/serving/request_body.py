@@ -22,6 +22,7 @@ import math
 import numpy as np
 import orjson
 
+from dslc.compiler.column_kinds import category_name
 from dslc.errors import UserError
 
 from dslc.runtime.serving.input_files import RawInputs
@@ -111,9 +112,10 @@ def records(items: list, io, where: str, single: bool = False) -> list[np.ndarra
     else:
         raw = columns
     try:
-        arrays = prepare(raw, io.preprocessing, "")
+        arrays = prepare(raw, io.preprocessing, "", lambda i, name: _at(where, i, single, name))
     except UserError as err:
-        raise RequestError(f"{where}: {err}") from None
+        message = str(err)
+        raise RequestError(message if message.startswith(where) else f"{where}: {message}") from None
     if any(len(a) != len(items) for a in arrays):
         raise RequestError(f"{where}: each record must hold one sample; {len(items)} records gave "
                            f"{len(arrays[0])} samples (fields: " + "; ".join(f"{f.name}: {f.describe()}" for f in fields)
@@ -136,11 +138,22 @@ def _column(field, values: list, where: str, single: bool = False):
         return values
     if field.kind == "category":
         allowed = set(field.categories)
+        out = []
         for i, v in enumerate(values):
-            if v not in allowed:
+            if v is None and field.nullable:
+                out.append(None)
+                continue
+            if v is None:
+                raise RequestError(f"{_at(where, i, single, field.name)} is null, and the model was trained with no "
+                                   f"missing {field.name}; give one of {', '.join(map(repr, field.categories))}")
+            name = category_name(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            if not isinstance(name, str) or name not in allowed:
                 raise RequestError(f"{_at(where, i, single, field.name)}: unknown category {v!r}; "
                                    f"the model knows {', '.join(map(repr, field.categories))}")
-        return values
+            out.append(name)
+        return out
+    if field.nullable and any(v is None for v in values):
+        values = [float("nan") if v is None else v for v in values]
     try:
         array = np.asarray(values)
     except ValueError:
@@ -153,7 +166,7 @@ def _column(field, values: list, where: str, single: bool = False):
                            f"each must be {field.describe()}")
     if array.dtype.kind == "b":
         raise RequestError(f"{where}: field '{field.name}' must hold numbers, not true/false")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array) | (np.isnan(array) if field.nullable else False)):
         raise RequestError(f"{where}: field '{field.name}' holds a number too large for a float")
     return array
 

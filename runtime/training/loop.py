@@ -192,7 +192,7 @@ def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: to
     k = len(sums) + 1
     values = [v / n if n else float("nan") for v, n in zip(totals[:k], totals[k:])]
     out = {"loss": values[0]}
-    out.update(dict(zip(metrics.keys, values[1:])))
+    out.update(metrics.finish(values[1:]))
     return out
 
 

@@ -259,7 +259,8 @@ class _Substitute:
 def _source_text(src: SourceIR, sub: _Substitute) -> str:
     entry = DATA_SOURCES[src.name]
     parts = [f"{k}={_text(v)}" for k, v in src.args.items()
-             if v is not None and not (entry.column_args and k == "columns")]
+             if v is not None and not (entry.column_args and k == "columns") and k != "kinds"]
+    parts += [f"{name}={kind.text()}" for name, kind in (src.args.get("kinds") or {}).items()]
     if entry.column_args:
         for name, col in (src.args.get("columns") or {}).items():
             parts.append(f"{name}={expr_text(col) if isinstance(col, Node) else _text(col)}")
