@@ -20,6 +20,7 @@ from .emit_expr import SourceExpr
 from .emit_python import INDENT, attr, local, py
 from .ir import CheckedSpec, Ref, SourceIR
 from .layers import LAYERS
+from .metrics import METRICS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .shapes import DTYPES, TensorShape
@@ -315,6 +316,7 @@ METRIC_SOURCE = {
                        ".any(dim=1).sum()",
     "mse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2).sum()",
     "mae": lambda a: "per_sample_mean((output - target.reshape(output.shape)).abs()).sum()",
+    "rmse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2).sum()",   # rooted at the end
 }
 
 
@@ -352,6 +354,9 @@ class TrainWriter:
     def __init__(self, checked: CheckedSpec, spec_label: str, model_class: str):
         if checked.train is None or checked.data is None:
             raise EjectError("train.py needs the spec's data and train blocks")
+        tabular = _tabular_preprocessing(checked)
+        if tabular:
+            raise EjectError(f"train.py cannot be written yet for {tabular}; `dslc train` trains this spec")
         self.checked = checked
         self.data = checked.data
         self.tr = checked.train
@@ -512,7 +517,7 @@ class TrainWriter:
     def evaluate_function(self) -> None:
         metrics = self.tr.metrics
         self.code.add("", "")
-        needs_per_sample = any(m.name in ("mse", "mae") for m in metrics)
+        needs_per_sample = any(m.name in ("mse", "mae", "rmse") for m in metrics)
         if needs_per_sample:
             self.code.block('''
                 def per_sample_mean(values):
@@ -533,10 +538,17 @@ class TrainWriter:
         self.code.add("total += compute_loss(model, output, inputs, targets).double() * len(inputs[0])", depth=2)
         if metrics:
             self.code.add("output, target = output.float(), targets[0]", depth=2)
+            units = next((m for m in metrics if not isinstance(m.output, Ref)), None)
+            if units is not None:            # a scaled target: value metrics in its column's units
+                writer = SourceExpr("torch", lambda ref: "output" if ref.role == "output" else "target")
+                self.code.add(f"output, target = {writer(units.output)[0]}, {writer(units.target)[0]}  "
+                              f"# in the units of the target's column", depth=2)
         for m in metrics:
             self.code.add(f"{m.key} += {_entry(METRIC_SOURCE, m.name, 'metric')(m.kwargs)}.double()", depth=2)
         self.code.add("model.train()", depth=1)
-        values = ", ".join(f'"{k}": float({k} / n)' for k in ["loss"] + [m.key for m in metrics])
+        roots = {m.key for m in metrics if METRICS[m.name].root}
+        values = ", ".join(f'"{k}": math.sqrt(float({k} / n))' if k in roots else f'"{k}": float({k} / n)'
+                           for k in ["loss"] + [m.key for m in metrics])
         values = values.replace('"loss": float(loss / n)', '"loss": float(total / n)')
         self.code.add(f"return {{{values}}}", depth=1)
 
@@ -833,6 +845,28 @@ def _reshape(source: TensorShape | None, target: TensorShape) -> str:
         else:
             return ""
     return f".reshape(-1{''.join(f', {d}' for d in dims)})"
+
+
+def _tabular_preprocessing(checked: CheckedSpec) -> str | None:
+    """What of a table's preprocessing train.py cannot do yet (categories, missing-value policies, fitted
+    statistics), or None."""
+    from .ir import Fitted, Op, walk
+    data = checked.data
+    facts = data.source.facts
+    nodes = [n for x in data.inputs + data.targets for n in walk(x)]
+    if any(isinstance(n, Fitted) for n in nodes):
+        return "standardize/min_max (statistics fitted on the training split)"
+    if any(isinstance(n, Op) and n.name == "one_hot" for n in nodes):
+        return "one_hot"
+    kinds = facts.get("kinds") or {}
+    read = data.columns_read
+    if any(kinds.get(c) in ("category", "integer") for c in read):
+        return "category and integer columns"
+    declared = facts.get("_declared") or {}
+    if facts.get("_fill", "error") != "error" or any(
+            k.fill not in (None, "error") or k.fill_value is not None for c, k in declared.items() if c in read):
+        return "missing-value fills"
+    return None
 
 
 def train_source(checked: CheckedSpec, spec_label: str, model_class: str) -> str:

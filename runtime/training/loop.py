@@ -824,6 +824,7 @@ def fit(checked: CheckedSpec, data, run_path: Path, *, spec_hash: str, device: t
     """Train one configuration into `run_path` (from a loaded checkpoint `resume`, if given);
     returns the run's result: status (completed, stopped early, interrupted or diverged), epochs,
     steps, metrics, params, best, checkpoint, ..."""
+    checked = getattr(data, "checked", None) or checked      # with the statistics fitted on the training split
     trainer = Trainer(checked, data, run_path, spec_hash=spec_hash, device=device, progress=progress,
                       resume=resume, stop=stop, log_events=log_events, world=world, nan=nan)
     return trainer.run()

@@ -258,10 +258,11 @@ class _Substitute:
 
 def _source_text(src: SourceIR, sub: _Substitute) -> str:
     entry = DATA_SOURCES[src.name]
+    columns_written = entry.column_args in ("values", "expressions")      # table(x=[...]), generate(x=...)
     parts = [f"{k}={_text(v)}" for k, v in src.args.items()
-             if v is not None and not (entry.column_args and k == "columns") and k != "kinds"]
-    parts += [f"{name}={kind.text()}" for name, kind in (src.args.get("kinds") or {}).items()]
-    if entry.column_args:
+             if v is not None and not (columns_written and k == "columns") and k != "kinds"]
+    parts += [f"{name}={kind.text()}" for name, kind in (src.args.get("kinds") or {}).items()]   # csv's declarations
+    if columns_written:
         for name, col in (src.args.get("columns") or {}).items():
             parts.append(f"{name}={expr_text(col) if isinstance(col, Node) else _text(col)}")
     return f"{src.name}({', '.join(parts)})"
@@ -365,7 +366,9 @@ def recheck(path: Path, summary: dict) -> CheckedSpec:
     if spec_file.suffix == ".yaml" and not where.endswith((".yaml", ".yml")):
         where = str(spec_file)
     spec, source = read_spec_text(text, where)
-    return check_configuration(spec, source, summary.get("overrides") or [], summary.get("variant"))
+    from dslc.compiler.data_files import pinned
+    with pinned((summary.get("data") or {}).get("scan")):     # the table as training saw it, wherever it is now
+        return check_configuration(spec, source, summary.get("overrides") or [], summary.get("variant"))
 
 
 def load_run(run_dir: str | Path, variant: str | None = None, which: str = "best") -> Run:
