@@ -111,6 +111,8 @@ REFERENCES = {
     "autoencoder_mnist": lambda checked: Autoencoder(),
     "dropout_overfit": lambda checked: wide_net(checked.lets["p"]),
     "gru_text": lambda checked: ReviewClassifier(checked.data.source.facts["vocab"]),
+    "penguins_species": lambda checked: nn.Sequential(nn.Linear(9, 16), nn.ReLU(), nn.Linear(16, 3)),
+    "penguins_mass": lambda checked: nn.Sequential(nn.Linear(11, 16), nn.ReLU(), nn.Linear(16, 1)),
 }
 SPEC_FILES = sorted(SPECS.glob("*.dlspec"))
 

@@ -130,18 +130,28 @@ def _train(args, world) -> int:
     if args.resume:
         run = from_main(world, lambda: _resume_dir(args.resume))
     else:
+        made = not (args.out and Path(args.out).exists())
         run = from_main(world, lambda: new_run_dir(args.spec, args.out, args.force))
     mode = "quiet" if args.quiet or not world.main else "jsonl" if args.jsonl else "auto"
 
     summaries: dict = {}
     status = 0
-    for name, checked in configs.items():
-        path = run / "variants" / name if several else run
-        summary, code = train_configuration(args, checked, source.text, overrides, path, run, mode, several, world)
-        summaries[name] = summary
-        status = status or code
-        if code in EXIT_INTERRUPTED.values():
-            break
+    try:
+        for name, checked in configs.items():
+            path = run / "variants" / name if several else run
+            summary, code = train_configuration(args, checked, source.text, overrides, path, run, mode, several,
+                                                world)
+            summaries[name] = summary
+            status = status or code
+            if code in EXIT_INTERRUPTED.values():
+                break
+    except UserError:
+        if not args.resume and made and world.main:
+            _remove_if_empty(run)           # the data was refused before anything was written: leave nothing
+            if args.out is None:            # runs/<spec>/ and runs/, when this run made them
+                for parent in (run.parent, run.parent.parent):
+                    _remove_if_empty(parent)
+        raise
     if not world.main:
         return status
     if several:
@@ -167,6 +177,15 @@ def _train(args, world) -> int:
         from dslc.commands.pictures import make_plots_after_training
         make_plots_after_training(run, args.data_root, quiet=mode != "auto")
     return status
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` when it holds no file at all (only empty folders)."""
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
 
 
 def _read_resume(path: Path, digest: str, force: bool, several: bool) -> dict | None:
