@@ -24,6 +24,7 @@ from .expr_check import Bail, ExprChecker, const
 from .functions import ELEMENTWISE
 from .ir import DataIR, Generate, ModelIR, Node, Ref, SourceIR
 from .shapes import TensorShape
+from .image_check import ImageFolderChecks
 from .table_check import DataExprChecker, TableChecks, category_target_facts
 from .values import Facts, NotConstant, Symbol, bind, positive
 
@@ -47,7 +48,7 @@ def data_facts(facts: dict) -> Facts:
                           and k != "columns" and not k.startswith("_")})
 
 
-class DataChecks(TableChecks):
+class DataChecks(TableChecks, ImageFolderChecks):
     """The data-block methods of SpecChecker (report, ev, lets, settings, typed, value come from it)."""
 
     def check_data(self) -> DataIR | None:
@@ -161,6 +162,9 @@ class DataChecks(TableChecks):
             self.report.error("columns must be a list of column names as strings", e.span)
             raise Bail
         facts = src.facts(args, columns)
+        if name == "image_folder":
+            facts.update(self.image_folder_facts(args, e))
+            facts = {**facts, **src.facts(args, columns)}          # the size as checked
         args["columns"] = columns if src.column_args else args.get("columns")
         return SourceIR(name, args, facts, e.span)
 

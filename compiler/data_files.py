@@ -60,6 +60,22 @@ def env_data_root() -> Path | None:
     return Path(root).expanduser() if root else None
 
 
+def folder_of(root: str, spec_dir: Path, data_root: Path | None = None) -> Path:
+    """The folder a source's `root` argument reads: the data root override, else the spec's (relative to it)."""
+    if data_root is not None:
+        return data_root
+    path = Path(root).expanduser()
+    return path if path.is_absolute() else spec_dir / path
+
+
+def subfolders(folder: Path) -> list[str] | str:
+    """The names of folder's sub-folders (not starting with '.'), sorted; or why it cannot be listed now."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as err:
+        return err.strerror or "it cannot be listed"
+
+
 # ---------------------------------------------------------------- reading CSV text
 
 

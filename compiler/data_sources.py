@@ -142,6 +142,22 @@ register(DataSource("sequence", "Consecutive windows of functions of t = 0, dt, 
                     column_args="expressions", functions=DATA_FUNCTIONS))
 
 
+def _image_folder_facts(args, columns):
+    """What the arguments say; the classes come from the folder (compiler/image_check.py) or `classes`."""
+    size = args["size"]
+    return {"kind": "image", "inputs": ["image"], "targets": ["label"],
+            "columns": {"image": TensorShape("f32", (args["channels"], *size)), "label": CLASS}}
+
+
+register(DataSource("image_folder", "Pictures in one folder per class (root/cat/*.png, root/dog/*.jpg: png, jpeg, bmp, "
+                    "gif, webp, tiff) of any size: `channels` 1 (grey) or 3 (RGB), resized to `size` [height, width], "
+                    "scaled to 0-1 and normalised per channel with `mean` and `std` when given; the classes are the "
+                    "folders' names, sorted (or `classes`, in their order).",
+                    [Arg("root", "str"), Arg("size", "size"), Arg("channels", "int", 3, choices=(1, 3)),
+                     Arg("mean", "floats", None), Arg("std", "floats", None), Arg("classes", "any", None)],
+                    _image_folder_facts, "load_image_folder"))
+
+
 def _text_facts(args, columns):
     labels = args["labels"]
     facts = {"vocab": args["vocab"] + 2, "max_len": args["max_len"], "kind": "text",

@@ -88,6 +88,10 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
         return LoadContext(spec_dir, root, download, seed, like)
 
     main = _load(data.source, context(_nonneg(data.split_seed)))
+    checked_labels, loaded_labels = data.source.facts.get("labels"), main.facts.get("labels")
+    if checked_labels is not None and loaded_labels is not None and list(checked_labels) != list(loaded_labels):
+        raise UserError(f"the {data.source.name} source's classes {_few(loaded_labels)} (in {main.root}) differ from "
+                        f"those `dslc check` found ({_few(checked_labels)}): check the spec again, or give them")
     facts = {**data.source.facts, **main.facts}
     notices = [main.notice] if main.notice else []
     read = data.columns_read
@@ -245,6 +249,11 @@ class _Rows:
 def _taken(p, keep):
     from dslc.runtime.data.columns import Parsed
     return Parsed(p.kind, p.values[keep], p.missing[keep], [p.marker[i] for i in keep])
+
+
+def _few(values, k: int = 8) -> str:
+    values = [str(v) for v in values]
+    return "[" + ", ".join(values[:k]) + (f", ... {len(values)} in all" if len(values) > k else "") + "]"
 
 
 def _nonneg(seed: int) -> int:

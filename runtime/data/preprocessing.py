@@ -76,6 +76,8 @@ def preprocessing_for(checked, facts: dict, recipes: dict | None = None, targets
         "task": _task(checked),
         "fitted": not any(isinstance(n, Fitted) for node in data.inputs for n in walk(node)),
     }
+    if facts.get("image"):            # an image_folder's transform: any picture becomes what training read
+        out["image"] = dict(facts["image"])
     if recipes:
         out["recipes"] = recipes
         out["categories"] = {c: r["categories"] for c, r in recipes.items() if "categories" in r}
@@ -214,6 +216,8 @@ def _raw_columns(raw: Any, pre: dict, field) -> dict[str, np.ndarray]:
     names = pre["columns"]
     if pre["kind"] == "text":
         return {names[0]: _encode_texts(raw, pre)}
+    if pre["kind"] == "image" and pre.get("image"):
+        return {names[0]: _pictures(raw, names[0], pre["image"], field)}
     recipes = pre.get("recipes") or {}
     if isinstance(raw, dict):
         given = dict(raw)
@@ -254,6 +258,39 @@ def _raw_columns(raw: Any, pre: dict, field) -> dict[str, np.ndarray]:
         rows = len(values)
         columns[name] = values
     return columns
+
+
+def _pictures(raw, name: str, spec: dict, field) -> np.ndarray:
+    """Pictures of any size (file paths, file bytes, pixel arrays [H, W] or [H, W, C]; a batch of them) through
+    the recorded image transform: [N, C, H, W] as training read them."""
+    from dslc.runtime.data import images
+    if isinstance(raw, dict):
+        if name not in raw:
+            raise InputError(f"missing input column(s) {name}; the model reads {name}")
+        raw = raw[name]
+    elif isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
+        missing = [i for i, r in enumerate(raw) if name not in r]
+        if missing:
+            raise InputError(f"row {missing[0]} lacks a column; each row needs {name}")
+        raw = [r[name] for r in raw]
+    if isinstance(raw, np.ndarray):
+        if raw.ndim == 2:
+            items = [raw]
+        elif raw.ndim in (3, 4):
+            items = list(raw)              # [N, H, W] grey or [N, H, W, C] colour
+        else:
+            raise InputError(f"pictures are [height, width] or [N, height, width(, channels)] pixel arrays; got "
+                             f"shape {list(raw.shape)}")
+    elif isinstance(raw, (str, bytes, bytearray)) or hasattr(raw, "__fspath__"):
+        items = [raw]
+    elif isinstance(raw, (list, tuple)) and raw:
+        items = list(raw)
+    else:
+        raise InputError("give pictures as files, file bytes or pixel arrays")
+    try:
+        return images.prepare(items, spec, lambda i: field(i, name))
+    except UserError as err:
+        raise InputError(str(err)) from None
 
 
 def _encoded(values, recipe: dict, name: str, field) -> np.ndarray:

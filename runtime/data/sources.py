@@ -196,6 +196,33 @@ def _scaled(images: np.ndarray, scale: float) -> np.ndarray:
     return out.reshape(images.shape[0], 1, *images.shape[1:])
 
 
+# ---------------------------------------------------------------- folders of pictures
+
+
+def load_image_folder(args: dict, ctx: LoadContext) -> SourceData:
+    """Every picture under root/<class>/, transformed as declared (runtime/data/images.py); labels by class."""
+    from dslc.runtime.data import images
+    root = ctx.folder(args["root"])
+    if not root.is_dir():
+        raise UserError(f"image_folder: no folder {root}" + (" (it is a file)" if root.exists() else ""))
+    spec = (ctx.like or {}).get("image") or _image_spec(args)
+    classes = (ctx.like or {}).get("labels") or args.get("classes") or images.class_folders(root)
+    if ctx.like is None and args.get("classes") is None:
+        found = images.class_folders(root)
+        if not found:
+            raise UserError(f"image_folder: {root} has no class folders (one folder of pictures per class)")
+    x, y, files = images.load_folder(root, spec, list(classes))
+    return SourceData(columns={"image": x, "label": y},
+                      facts={"kind": "image", "labels": list(classes), "classes": len(classes), "image": spec,
+                             "files": len(files)}, root=str(root))
+
+
+def _image_spec(args: dict) -> dict:
+    size = [args["size"]] * 2 if isinstance(args["size"], int) else list(args["size"])
+    size = size * 2 if len(size) == 1 else size
+    return {"size": size, "channels": args["channels"], "mean": args.get("mean"), "std": args.get("std")}
+
+
 # ---------------------------------------------------------------- columns written in the spec
 
 

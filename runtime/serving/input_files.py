@@ -17,7 +17,7 @@ import numpy as np
 
 from dslc.errors import UserError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RawInputs:
     source: str
     bad: dict | None = None
     lines: list | None = None
+    files: list | None = None               # the picture files read (an image model with a transform reads them)
 
 
 def read_inputs(path) -> RawInputs:
@@ -46,6 +47,8 @@ def read_inputs(path) -> RawInputs:
     path = Path(path)
     if not path.exists():
         raise UserError(f"input file not found: {path}")
+    if path.is_dir():
+        return read_image_folder(path)
     if not path.is_file():
         raise UserError(f"{path} is not a file")
     if path.stat().st_size == 0:
@@ -170,7 +173,18 @@ def read_image(path: Path) -> RawInputs:
             grey = image.convert("L") if image.mode != "L" else image.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserError(f"{path} is not a readable image: {err}") from None
-    return RawInputs("image", np.asarray(grey, dtype=np.uint8)[None], str(path))
+    return RawInputs("image", np.asarray(grey, dtype=np.uint8)[None], str(path), files=[str(path)])
+
+
+def read_image_folder(path: Path) -> RawInputs:
+    """Every picture in a folder (sorted by name): their files, and grey pixels [N, H, W] when all are one size."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"{path} is a folder without pictures ({', '.join(IMAGE_SUFFIXES)})")
+    pictures = [read_image(f).value[0] for f in files]
+    same = len({p.shape for p in pictures}) == 1
+    return RawInputs("image", np.stack(pictures) if same else None, str(path), files=[str(f) for f in files])
 
 
 def read_text(path: Path) -> RawInputs:

@@ -29,6 +29,8 @@ class Field:
     kind:  "number"    one number (shape ())
            "array"     numbers of `shape` (ints fixed, strings any size)
            "pixels"    grey pixels of `shape`, 0-255 (or 0-1 floats), scaled as in training
+           "picture"   a picture of any size (an image_folder model): a file (PNG, JPEG, ...) as a base64
+                       string, or pixels [height, width(, channels)] 0-255; resized and normalised as in training
            "text"      a string, tokenised as in training
            "category"  one of `categories`
            "tensor"    a model input as the model takes it (`dtype`, `shape` per sample)
@@ -44,6 +46,9 @@ class Field:
         tail = " (or null: filled as in training)" if self.nullable else ""
         if self.kind == "text":
             return "a string"
+        if self.kind == "picture":
+            return ("a picture of any size: an image file (PNG, JPEG, ...) as a base64 string, or pixels "
+                    "[height, width] or [height, width, channels], 0-255")
         if self.kind == "category":
             return "one of " + ", ".join(repr(c) for c in self.categories) + tail
         if not self.shape:
@@ -99,6 +104,8 @@ class ModelIO:
                 fields.append(Field(name, "text"))
             elif name in categories:
                 fields.append(Field(name, "category", categories=tuple(categories[name]), nullable=name in fills))
+            elif kind == "image" and prep.get("image"):
+                fields.append(Field(name, "picture"))
             elif kind == "image":
                 fields.append(Field(name, "pixels", shape))
             else:

@@ -107,6 +107,15 @@ def _image_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
     if prep.get("kind") != "image":
         takes = f"{prep['kind']} inputs" if prep.get("kind") else "no recorded image preprocessing"
         raise UserError(f"{raw.source}: this model has {takes}; it does not read images")
+    if prep.get("image"):                  # any size: resized and normalised as in training
+        files = raw.files
+        pixels = np.asarray(raw.value) if not files else None
+        items = list(files) if files else ([pixels] if pixels.ndim == 2 else list(pixels))
+        names = files or [f"picture {i}" for i in range(len(items))]
+        return _prepare(items, prep, raw.source if not files or len(files) > 1 else "", lambda i, c: names[i])
+    if raw.value is None:
+        raise UserError(f"{raw.source}: the pictures differ in size; this model takes "
+                        f"{'x'.join(map(str, _image_size(model.inputs[0], prep) or ()))} grey images")
     pixels = np.asarray(raw.value)
     if pixels.ndim == 2:
         pixels = pixels[None]
@@ -266,8 +275,8 @@ def _short(value) -> str:
     return np.array2string(array, precision=4, threshold=8, edgeitems=3, max_line_width=10_000)
 
 
-def format_table(rows: list[dict], texts: list[str] | None = None) -> str:
-    """A plain table, one line per sample (with the text when the inputs were texts)."""
+def format_table(rows: list[dict], texts: list[str] | None = None, heading: str = "text") -> str:
+    """A plain table, one line per sample (with the text, or the file, the sample came from)."""
     if rows and "label" in rows[0]:
         header, lines = ["sample", "label", "probability"], [[str(i), str(r["label"]), f"{r['probability']:.4f}"]
                                                              for i, r in enumerate(rows)]
@@ -276,7 +285,7 @@ def format_table(rows: list[dict], texts: list[str] | None = None) -> str:
         header = ["sample", *names]
         lines = [[str(i), *(_short(r[n]) for n in names)] for i, r in enumerate(rows)]
     if texts is not None:
-        header.append("text")
+        header.append(heading)
         for line, text in zip(lines, texts):
             line.append(text if len(text) <= 60 else text[:57] + "...")
     widths = [max(len(row[c]) for row in [header, *lines]) for c in range(len(header))]
@@ -328,5 +337,10 @@ def predict_file(model, input_path, batch: int = 256, out=None) -> int:
         write_predictions(out, model, outputs, rows)
         print(f"wrote {len(rows)} prediction(s) to {out}")
     else:
-        print(format_table(rows, raw.value if raw.kind == "text" else None))
+        if raw.kind == "text":
+            print(format_table(rows, raw.value))
+        elif raw.files and len(raw.files) > 1:
+            print(format_table(rows, [Path(f).name for f in raw.files], "file"))
+        else:
+            print(format_table(rows))
     return 0

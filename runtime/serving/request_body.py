@@ -17,6 +17,8 @@ Infinity tokens, at most 1024 levels deep).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 
 import numpy as np
@@ -136,6 +138,8 @@ def _column(field, values: list, where: str, single: bool = False):
             if not isinstance(v, str):
                 raise RequestError(f"{_at(where, i, single, field.name)} must be a string; got {_json_type(v)}")
         return values
+    if field.kind == "picture":
+        return [_picture(v, _at(where, i, single, field.name)) for i, v in enumerate(values)]
     if field.kind == "category":
         allowed = set(field.categories)
         out = []
@@ -181,6 +185,20 @@ def _check_one(field, value, where: str) -> None:
     if want is not None and array.size != want:
         count = f" ({want} numbers)" if field.shape else ""
         raise RequestError(f"{where} must be {field.describe()}{count}; got shape {list(array.shape)}")
+
+
+def _picture(value, where: str):
+    """A picture field: base64 file bytes, or a pixel array (checked when it is decoded)."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"{where} must be an image file in base64 (or pixels); this string is not base64") \
+                from None
+    if isinstance(value, list):
+        return _array(value, where)
+    raise RequestError(f"{where} must be an image file in base64, or pixels [height, width(, channels)]; got "
+                       f"{_json_type(value)}")
 
 
 def _fixed_size(shape) -> int | None:
