@@ -30,7 +30,7 @@ import yaml
 from dslc.errors import UserError
 from dslc.compiler.check import check, parse_override
 from dslc.compiler.data_sources import DATA_SOURCES
-from dslc.compiler.ir import CallIR, CheckedSpec, Node, SourceIR, expr_text
+from dslc.compiler.ir import CallIR, CheckedSpec, Node, Ref, SourceIR, expr_text, walk
 from dslc.compiler.values import CallValue, Facts, Symbol
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Source
@@ -290,7 +290,10 @@ def _every(pair) -> str:
 
 def _train_section(checked: CheckedSpec, sub: _Substitute) -> dict:
     t = checked.train
-    loss = expr_text(t.loss.node)
+    # a target named by its expression (`standardize(price)`) is `target` in a loss when it is the only one
+    named = {n: "target" for n in walk(t.loss.node) if isinstance(n, Ref) and n.role == "target"
+             and not n.name.isidentifier() and len(checked.data.targets) == 1}
+    loss = expr_text(t.loss.node, named)
     out: dict[str, Any] = {"model": t.model, "loss": loss, "optimizer": _call_text(t.optimizer)}
     if t.schedule is not None:
         out["schedule"] = _call_text(t.schedule)
