@@ -349,15 +349,9 @@ def test_a_spec_exported_without_its_run_cannot_prepare_raw_inputs():
 # ---------------------------------------------------------------- the penguins
 
 
-@pytest.fixture(scope="module")
-def penguins(tmp_path_factory):
-    """Both penguin specs trained (as shipped) and exported: name -> run directory."""
-    out = {}
-    for name in ("penguins_species", "penguins_mass"):
-        run = tmp_path_factory.mktemp(name) / "run"
-        assert main(["train", str(SPECS / f"{name}.dlspec"), "--out", str(run), "--quiet", "--no-plots"]) == 0
-        out[name] = run
-    return out
+@pytest.fixture
+def penguins(penguin_runs):
+    return penguin_runs
 
 
 def test_penguins_species_reaches_its_accuracy_and_predicts_species_names(penguins, tmp_path, capsys):

@@ -66,7 +66,9 @@ def request_inputs(body, io) -> list[np.ndarray]:
     given = [k for k in FORMS if k in body]
     if len(given) > 1:
         raise RequestError(f"give one of {', '.join(FORMS)}; the body has {' and '.join(given)}")
-    if len(given) == 1 and len(body) == 1 and not (given[0] in io.field_names and given[0] not in ("text", "image")):
+    pictures = {f.name for f in io.fields if f.kind == "picture"}          # {"image": ...} is then one record
+    if len(given) == 1 and len(body) == 1 and not (given[0] in io.field_names and (
+            given[0] not in ("text", "image") or given[0] in pictures)):
         key, value = given[0], body[given[0]]
         if key == "instances":
             if not isinstance(value, list):
