@@ -262,6 +262,7 @@ def _nonneg(seed: int) -> int:
 
 
 def _load(source: SourceIR, ctx: LoadContext) -> SourceData:
+    ctx.facts = source.facts
     loaded = getattr(sources, DATA_SOURCES[source.name].loader)(source.args, ctx)
     if loaded.rows == 0:
         raise UserError(f"the data source {source.name} holds no samples" + (f" ({loaded.root})" if loaded.root else ""))

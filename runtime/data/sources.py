@@ -44,6 +44,7 @@ class LoadContext:
     download: bool = True                   # may a loader fetch missing data from the network
     seed: int | tuple = 0                   # seeds random columns when the source gives no seed
     like: dict | None = None                # a split's source: the training source's facts (vocabulary, labels)
+    facts: dict | None = None               # what `dslc check` found (an image folder's classes, ...)
 
     def folder(self, root: str) -> Path:
         """The data folder a source with a `root` argument reads: the override, else the spec's root."""
@@ -206,11 +207,16 @@ def load_image_folder(args: dict, ctx: LoadContext) -> SourceData:
     if not root.is_dir():
         raise UserError(f"image_folder: no folder {root}" + (" (it is a file)" if root.exists() else ""))
     spec = (ctx.like or {}).get("image") or _image_spec(args)
-    classes = (ctx.like or {}).get("labels") or args.get("classes") or images.class_folders(root)
-    if ctx.like is None and args.get("classes") is None:
+    classes = (ctx.like or {}).get("labels") or args.get("classes")
+    if classes is None:
         found = images.class_folders(root)
+        checked = (ctx.facts or {}).get("labels")
         if not found:
             raise UserError(f"image_folder: {root} has no class folders (one folder of pictures per class)")
+        if checked is not None and list(checked) != found:
+            raise UserError(f"image_folder: the class folders under {root} ({', '.join(found)}) differ from those "
+                            f"`dslc check` found ({', '.join(checked)}): check the spec again, or give the classes")
+        classes = found
     x, y, files = images.load_folder(root, spec, list(classes))
     return SourceData(columns={"image": x, "label": y},
                       facts={"kind": "image", "labels": list(classes), "classes": len(classes), "image": spec,
