@@ -89,7 +89,7 @@ def check_fill_option(kind: str, name: str) -> str | None:
 
 def check_fill_value(kind: str, value) -> str | None:
     """A complaint about a literal fill value for a column of `kind`, or None."""
-    if isinstance(value, bool) or isinstance(value, (list, tuple)):
+    if isinstance(value, (bool, list, tuple)):
         return f"fill must be {fill_choices(kind)}"
     if kind == "number" and isinstance(value, (int, float)) and math.isfinite(value):
         return None

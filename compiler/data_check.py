@@ -18,7 +18,6 @@ from dslc.dsl import ast
 from dslc.dsl.diagnostics import did_you_mean
 from dslc.dsl.format import format_expr
 
-from .column_kinds import SHAPES, sort_categories
 from .data_sources import DATA_SOURCES, GENERATORS, SCALAR
 from .expr_check import Bail, ExprChecker, const
 from .functions import ELEMENTWISE
@@ -141,7 +140,7 @@ class DataChecks(TableChecks, ImageFolderChecks):
             raise Bail
         args.pop("__spans__")
         if src.column_args == "kinds":
-            facts = {**src.facts(args, columns), **self.table_facts(name, args, columns, spans, e)}
+            facts = self.table_facts(name, args, columns, spans, e)
             args["kinds"] = columns
             return SourceIR(name, args, facts, e.span)
         if src.column_args and not columns:

@@ -155,7 +155,7 @@ class ColumnScan:
                 "values": list(self.values) if self.values is not None else None}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ColumnScan":
+    def from_json(cls, d: dict) -> ColumnScan:
         return cls(d["numbers"], d["texts"], d["missing"], tuple(d["first_text"]) if d.get("first_text") else None,
                    tuple(d["values"]) if d.get("values") is not None else None)
 
@@ -172,7 +172,7 @@ class TableScan:
                 "columns": {k: v.to_json() for k, v in self.columns.items()}}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TableScan":
+    def from_json(cls, d: dict) -> TableScan:
         return cls(d["path"], tuple(d["header"]), d["rows"],
                    {k: ColumnScan.from_json(v) for k, v in d["columns"].items()})
 

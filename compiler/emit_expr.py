@@ -15,7 +15,7 @@ from typing import Callable
 
 from .data_sources import GENERATORS
 from .functions import FUNCTIONS
-from .ir import BlockCall, Chain, Const, Generate, LossCall, MetricCall, Node, Op, Reduce, Ref
+from .ir import BlockCall, Chain, Const, Fitted, Generate, LossCall, MetricCall, Node, Op, Reduce, Ref
 from .ir_compile import padding
 from .losses import LOSSES
 
@@ -68,11 +68,12 @@ class SourceExpr:
     """Writes IR nodes as Python source in `lang` "torch" or "numpy"; records which imports it used."""
 
     def __init__(self, lang: str, name_of: Callable[[Ref], str], layer_call: Callable | None = None,
-                 cast_targets: bool = False):
+                 cast_targets: bool = False, fitted: Callable[[Fitted, str], str] | None = None):
         self.lang = lang
         self.name_of = name_of
         self.layer_call = layer_call
         self.cast_targets = cast_targets
+        self.fitted = fitted               # writes standardize/min_max (and their inverses) with fitted statistics
         self.uses: set[str] = set()        # torch, F, np, rng
 
     def __call__(self, node: Node) -> tuple[str, int]:
@@ -105,6 +106,10 @@ class SourceExpr:
             args = {k: self(v) for k, v in node.args}
             return g.source.format(**{k: wrap(t, p < ATOM) for k, (t, p) in args.items()}), \
                 (1 if node.name == "arange" else ATOM)
+        if isinstance(node, Fitted):
+            if self.fitted is None:
+                raise TypeError(f"{node.name}(...) needs its fitted statistics to be written")
+            return self.fitted(node, self(node.arg)[0]), ATOM
         if isinstance(node, MetricCall):
             raise TypeError("metrics are computed by the training kit")
         raise TypeError(f"cannot write {type(node).__name__}")

@@ -25,10 +25,14 @@ from .shapes import TensorShape
 def fitted_nodes(nodes: list[Node]) -> list[Fitted]:
     """The transforms to fit (not their inverses), innermost first, each once."""
     out: list[Fitted] = []
+
+    def visit(n) -> None:                  # children first, left to right: the order they appear in
+        for child in n.children():
+            visit(child)
+        if isinstance(n, Fitted) and n.of is None and n not in out:
+            out.append(n)
     for node in nodes:
-        for n in reversed(list(walk(node))):
-            if isinstance(n, Fitted) and n.of is None and n not in out:
-                out.append(n)
+        visit(node)
     return out
 
 

@@ -44,7 +44,7 @@ class Table:
     def row(self, i: int) -> str:
         return f"row {self.lines[i] if self.lines is not None else i + 1}"
 
-    def take(self, keep: np.ndarray) -> "Table":
+    def take(self, keep: np.ndarray) -> Table:
         """The rows `keep`, with their lines and widths."""
         lines = [self.lines[i] for i in keep] if self.lines is not None else [int(i) + 1 for i in keep]
         widths = [self.widths[i] for i in keep] if self.widths is not None else None

@@ -203,7 +203,7 @@ class _Rows:
     dropped or refused, its column recipes fitted on the training rows and applied (runtime/data/columns.py);
     other sources' columns as they are."""
 
-    def __init__(self, loaded: SourceData, source: SourceIR, read: list[str], what: str, like: "_Rows | None" = None):
+    def __init__(self, loaded: SourceData, source: SourceIR, read: list[str], what: str, like: _Rows | None = None):
         self.loaded, self.what = loaded, what
         self.recipes: dict = {}
         self.dropped, self.dropped_counts = None, {}
@@ -239,7 +239,7 @@ class _Rows:
         self.recipes = {c: columns_lib.fit(self.table, c, p, self.plan[c], train) for c, p in self.parsed.items()}
         return {c: columns_lib.encode(self.table, c, p, self.recipes[c]) for c, p in self.parsed.items()}
 
-    def encode_like(self, training: "_Rows") -> dict:
+    def encode_like(self, training: _Rows) -> dict:
         """A split source's columns, encoded with the training source's recipes."""
         if self.table is None:
             return self.loaded.columns

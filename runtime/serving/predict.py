@@ -166,9 +166,12 @@ def _column_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
     for c in (wanted or columns):
         if c in (raw.bad or {}) and c in columns and c not in categories:
             raise UserError(f"{raw.source}: {raw.bad[c]}")
-    if wanted:
-        if all(c in columns for c in wanted):
-            return _prepare({c: columns[c] for c in wanted}, prep, raw.source, _file_rows(raw))
+    if wanted and all(c in columns for c in wanted):
+        return _prepare({c: columns[c] for c in wanted}, prep, raw.source, _file_rows(raw))
+    if raw.bad:                  # names in a file read as rows of numbers: say which cell is not a number
+        first = next(iter(raw.bad))
+        raise UserError(f"{raw.source}: {raw.bad[first]}")
+    table = RawInputs("rows", np.stack(list(columns.values()), axis=1), raw.source)
     if wanted:
         if _wide_column(prep):
             return _row_inputs(table, model, prep)
