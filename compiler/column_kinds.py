@@ -9,6 +9,8 @@ how a cell is read and which per-sample type the column has in expressions:
     integer    a whole number per row (i64[]); fill: mode, drop, error or a whole number
     category   one of a set of names (i64[]: its index in the sorted or declared
                categories); fill: mode, drop, error or a name (then one of the categories)
+    text       free text, tokenised into ids (i64[max_len]: 0 pads, 1 is out of the
+               vocabulary fitted on the training split); fill: drop, error or a text
 
 `fill` says what a missing cell (a marker of `MISSING`, or an empty cell) becomes:
 `error` (the default) refuses it naming the file, row and column; `drop` drops the
@@ -28,9 +30,11 @@ from .shapes import TensorShape
 MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A")
 
 POLICIES = ("error", "drop")                   # what every kind accepts
-STATISTICS = {"number": ("mean", "median"), "integer": ("mode",), "category": ("mode",)}
+STATISTICS = {"number": ("mean", "median"), "integer": ("mode",), "category": ("mode",), "text": ()}
 SHAPES = {"number": TensorShape("f32", ()), "integer": TensorShape("i64", ()), "category": TensorShape("i64", ())}
-KINDS = tuple(SHAPES)
+KINDS = (*SHAPES, "text")
+NAMES = ("category", "text")                   # kinds whose cells are names, not numbers
+TEXT_OPTIONS = {"max_len": 200, "vocab": 20000, "tokenizer": "word", "min_count": 1, "lowercase": True}
 
 
 @dataclass(frozen=True)
@@ -39,20 +43,29 @@ class ColumnKind:
     a named option (`fill`: mean, median, mode, drop, error) or a value (`fill_value`); neither means the
     source's default."""
 
-    kind: str                                  # number | integer | category
+    kind: str                                  # number | integer | category | text
     categories: tuple[str, ...] | None = None
     fill: str | None = None
     fill_value: str | float | int | None = None
+    options: tuple = ()                        # text: (name, value) pairs of TEXT_OPTIONS that differ
 
     @property
     def shape(self) -> TensorShape:
+        if self.kind == "text":
+            return TensorShape("i64", (self.text_options["max_len"],))
         return SHAPES[self.kind]
+
+    @property
+    def text_options(self) -> dict:
+        return {**TEXT_OPTIONS, **dict(self.options)}
 
     def text(self) -> str:
         """The declaration as a spec writes it: `category(["a", "b"], fill=mode)`."""
         parts = []
         if self.categories is not None:
             parts.append("[" + ", ".join(quoted(c) for c in self.categories) + "]")
+        for key, value in self.options:
+            parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
         if self.fill is not None:
             parts.append(f"fill={self.fill}")
         elif self.fill_value is not None:
@@ -73,7 +86,8 @@ def options(kind: str) -> tuple[str, ...]:
 
 def fill_choices(kind: str) -> str:
     """The fill options of a kind, for messages."""
-    value = {"number": "a number", "integer": "a whole number", "category": "a name in quotes"}[kind]
+    value = {"number": "a number", "integer": "a whole number", "category": "a name in quotes",
+             "text": "a text in quotes"}[kind]
     return ", ".join(options(kind)) + f" or {value}"
 
 
@@ -96,6 +110,8 @@ def check_fill_value(kind: str, value) -> str | None:
     if kind == "integer" and isinstance(value, int):
         return None
     if kind == "category" and isinstance(value, (str, int, float)):
+        return None
+    if kind == "text" and isinstance(value, str):
         return None
     return f"fill must be {fill_choices(kind)}, not {quoted(value)}"
 

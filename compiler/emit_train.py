@@ -415,6 +415,9 @@ class TrainWriter:
         self.code = Code()
         self.paths: dict[str, tuple[str, str]] = {}
         self.plans = column_plans(checked)            # a table's categories, whole numbers, missing values
+        if self.plans and any(p["kind"] == "text" for p in self.plans.values()):
+            raise EjectError("train.py cannot be written yet for text columns of a table (its tokeniser and "
+                             "vocabulary); `dslc train` trains this spec, and text_csv sources eject")
         self.fits = fitted_nodes(self.data.inputs + self.data.targets)     # standardize/min_max to fit
 
     # -- the pieces

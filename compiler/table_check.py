@@ -24,16 +24,21 @@ from __future__ import annotations
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import did_you_mean
 
-from .column_kinds import KINDS, MISSING, SHAPES, ColumnKind, category_name, check_fill_option, \
-    check_fill_value, sort_categories
+from .column_kinds import KINDS, MISSING, NAMES, SHAPES, TEXT_OPTIONS, ColumnKind, category_name, \
+    check_fill_option, check_fill_value, sort_categories
 from .data_files import TableScan, bundled, data_file, env_data_root, scan_table
 from .expr_check import Bail, ExprChecker, const
 from .ir import Const, Fitted, Node, Op, Ref
 from .shapes import TensorShape, result_dtype
-from .values import Arg, CallValue, NotConstant, Symbol, bind
+from .values import Arg, CallValue, NotConstant, Symbol, bind, positive
 
 _KIND_ARGS = {"number": [Arg("fill", "any", None)], "integer": [Arg("fill", "any", None)],
-              "category": [Arg("categories", "any", None), Arg("fill", "any", None)]}
+              "category": [Arg("categories", "any", None), Arg("fill", "any", None)],
+              "text": [Arg("max_len", "int", TEXT_OPTIONS["max_len"], check=positive),
+                       Arg("vocab", "int", TEXT_OPTIONS["vocab"], check=positive),
+                       Arg("tokenizer", "str", "word", choices=("word", "char")),
+                       Arg("min_count", "int", 1, check=positive), Arg("lowercase", "bool", True),
+                       Arg("fill", "any", None)]}
 
 
 class TableChecks:
@@ -88,7 +93,8 @@ class TableChecks:
                 self.report.error(f"fill \"{fill_value}\" is not one of the declared categories", spans["fill"],
                                   "add it to the list, or fill with mode")
                 raise Bail
-        return ColumnKind(v.name, categories, fill, fill_value)
+        options = tuple((k, args[k]) for k in TEXT_OPTIONS if v.name == "text" and args[k] != TEXT_OPTIONS[k])
+        return ColumnKind(v.name, categories, fill, fill_value, options)
 
     # ------------------------------------------------------------ what the table holds
 
@@ -139,11 +145,11 @@ class TableChecks:
             else:
                 categories[column] = None
                 why[column] = (f"{args['path']} cannot be read now ({scan})" if not isinstance(scan, TableScan)
-                               else f"{args['path']} holds over {len(scanned.values or ()) or 'too many'} different "
-                                    f"values in it")
+                               else f"{args['path']} holds too many different values in it to be categories "
+                                    f"(free text? declare it: {column} = text)")
         facts = {
             "kind": "table",
-            "columns": {c: SHAPES[k] for c, k in out_kinds.items()},
+            "columns": {c: kinds[c].shape if c in kinds else SHAPES[k] for c, k in out_kinds.items()},
             "kinds": out_kinds,
             "categories": categories,
             "_declared": {c: k for c, k in kinds.items()},
@@ -156,6 +162,9 @@ class TableChecks:
         for column, values in categories.items():
             if values is not None and f"{column}_categories" not in facts:
                 facts[f"{column}_categories"] = len(values)
+        for column, kind in kinds.items():
+            if kind.kind == "text" and column in out_kinds:
+                facts[f"{column}_vocab"] = kind.text_options["vocab"] + 2        # + padding and unknown
         return facts
 
 
@@ -186,6 +195,10 @@ class DataExprChecker(ExprChecker):
     def is_category(self, e) -> bool:
         return isinstance(e, ast.Var) and self.kinds.get(e.name) == "category"
 
+    def is_names(self, e) -> bool:
+        """A category or text column: names, usable on their own (as indices or token ids), never as numbers."""
+        return isinstance(e, ast.Var) and self.kinds.get(e.name) in NAMES
+
     def check(self, e) -> Node:
         if self.fitting and isinstance(e, ast.ListExpr):
             return self.feature_vector(e)
@@ -206,6 +219,9 @@ class DataExprChecker(ExprChecker):
         return super().check(e)
 
     def refuse_category(self, e) -> None:
+        if self.is_names(e) and not self.is_category(e):
+            self.error(f"'{e.name}' is text (token ids), not a number", e.span,
+                       f"give {e.name} on its own as an input, to an embedding")
         if self.is_category(e):
             shown = self.categories.get(e.name)
             what = f" ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})" if shown else ""
@@ -244,6 +260,9 @@ class DataExprChecker(ExprChecker):
                     self.error(f"'{x_expr.name}' has {n} categories, not {given}: one_hot(x_expr.name) takes its "
                                f"count from them".replace("x_expr.name", x_expr.name), n_expr.span)
         else:
+            if self.is_names(x_expr):
+                self.error(f"'{x_expr.name}' is text: one_hot takes a category", x_expr.span,
+                           f"declare it as one if its cells are a few names: {x_expr.name} = category")
             x = self.check(x_expr)
             if not x.shape.is_int:
                 hint = (f"declare it as one: csv(..., {x_expr.name} = category)" if isinstance(x_expr, ast.Var)

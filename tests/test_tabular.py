@@ -419,3 +419,45 @@ def test_a_run_rechecks_with_the_table_it_trained_on(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "again.onnx"), str(tmp_path / "r.json")]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1] in ("a", "b")
+
+
+# ---------------------------------------------------------------- text columns
+
+
+def test_a_text_column_is_tokenised_with_a_vocabulary_of_the_training_rows(tmp_path):
+    rows = ["note,kind,y"] + [f"\"{w} {w} day\",{'ab'[i % 2]},{i % 2}" for i, w in enumerate(
+        ["sun", "rain", "sun", "rain", "sun", "rain", "sun", "rain", "snow", "hail"])]
+    data = ('source = csv("t.csv", note = text(max_len=3, vocab=10, fill="nothing"))\n'
+            'inputs = [note, one_hot(kind)]\ntargets = [y]\ntest = csv("held.csv")')
+    (tmp_path / "t.csv").write_text("\n".join(rows[:9]) + "\nNA,a,0\n")
+    (tmp_path / "held.csv").write_text("\n".join([rows[0]] + rows[9:]) + "\n")
+    path = tmp_path / "s.dlspec"
+    path.write_text("data {\n" + data + "\n}\nmodel m(note: i64[3], kind: f32[2]) {\n"
+                    "    block words { embedding(vocab=data.note_vocab, dim=2) mean_over_time }\n"
+                    "    return concat(words(note), kind)\n}\n")
+    checked = load(str(path))
+    assert str(checked.data.inputs[0].shape) == "i64[3]" and checked.lets["data"].facts["note_vocab"] == 12
+    d = load_data(checked)
+    vocab = d.info["preprocessing"]["recipes"]["note"]["tokenizer"]["vocab"]
+    assert vocab[:2] == ["<pad>", "<unk>"] and "snow" not in vocab and "hail" not in vocab      # held-out words
+    assert "nothing" in vocab                                                                   # the fill is text
+    assert d.test.inputs[0].numpy().tolist() == [[1, 1, vocab.index("day")], [1, 1, vocab.index("day")]]
+    (x, k) = prepare_inputs([{"note": "sun day", "kind": "a"}, {"note": None, "kind": "b"}], d.info["preprocessing"])
+    assert x.tolist() == [[0, vocab.index("sun"), vocab.index("day")], [0, 0, vocab.index("nothing")]]
+    assert k.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    for bad, message in (("[note * 2]", "'note' is text (token ids), not a number"),
+                         ("[one_hot(note)]", "'note' is text: one_hot takes a category")):
+        with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            spec(tmp_path, data.replace("inputs = [note, one_hot(kind)]", f"inputs = {bad}"))
+
+
+def test_many_different_names_suggest_a_text_column(tmp_path):
+    from dslc.compiler import data_files
+    monkey = data_files.MAX_CATEGORIES
+    data_files.MAX_CATEGORIES = 3
+    try:
+        csv = "w,y\n" + "".join(f"word{i},{i}\n" for i in range(6))
+        message = spec_error(tmp_path, 'source = csv("t.csv")\ninputs = [one_hot(w)]\ntargets = [y]', n=6, csv=csv)
+    finally:
+        data_files.MAX_CATEGORIES = monkey
+    assert "too many different values in it to be categories (free text? declare it: w = text)" in message

@@ -2,11 +2,11 @@
 
 A table source (`csv`, `table`) gives raw cells (`Table`). For the columns the
 data block reads, `parse` reads each cell as its kind says (compiler/column_kinds.py:
-numbers, whole numbers, category names), `drop_rows` removes the rows a `fill=drop`
+numbers, whole numbers, category names, texts), `drop_rows` removes the rows a `fill=drop`
 column is missing in and refuses any other missing cell (`fill=error`, the default)
 naming the file, row and column. `fit` then makes each column's recipe from the
-training rows alone: the fill value (mean, median, mode or the spec's value) and a
-category column's categories (the declared ones, or those of the training rows,
+training rows alone: the fill value (mean, median, mode or the spec's value), a
+text column's vocabulary, and a category column's categories (the declared ones, or those of the training rows,
 which must be the ones `dslc check` read). `encode` applies a recipe to any rows —
 every split, and at prediction time the records of a request (`encode_values`) —
 so a category the training rows never had is refused by name wherever it appears.
@@ -24,6 +24,8 @@ import numpy as np
 
 from dslc.compiler.column_kinds import MISSING, category_name, number, sort_categories, whole_number
 from dslc.errors import UserError
+
+from dslc.runtime.data import text as text_lib
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Plan:
     fill_value: object = None
     declared: tuple | None = None          # declared categories, in index order
     expected: tuple | None = None          # the categories `dslc check` found (None: not known then)
+    text: dict | None = None               # text: max_len, vocab, tokenizer, min_count, lowercase
 
 
 def plans(facts: dict, names: list[str]) -> dict[str, Plan]:
@@ -97,7 +100,8 @@ def plans(facts: dict, names: list[str]) -> dict[str, Plan]:
         expected = categories.get(name)
         out[name] = Plan(kind, fill if value is None else None, value,
                          tuple(decl.categories) if decl is not None and decl.categories is not None else None,
-                         tuple(expected) if expected is not None else None)
+                         tuple(expected) if expected is not None else None,
+                         decl.text_options if decl is not None and kind == "text" else None)
     return out
 
 
@@ -119,14 +123,14 @@ def parse(table: Table, name: str, kind: str) -> Parsed:
     missing = np.zeros(n, dtype=bool)
     marker: list = [None] * n
     markers = set(table.markers)
-    if kind == "category":
+    if kind in ("category", "text"):
         values = np.empty(n, dtype=object)
         for i, cell in enumerate(cells):
             text = _text(cell)
             if text is None or text.strip() in markers:
                 missing[i], marker[i] = True, cell
             else:
-                values[i] = text.strip()
+                values[i] = text.strip() if kind == "category" else text
         return Parsed(kind, values, missing, marker)
     out = np.zeros(n, dtype=np.float64 if kind == "number" else np.int64)
     for i, cell in enumerate(cells):
@@ -171,7 +175,7 @@ def drop_rows(table: Table, parsed: dict[str, Parsed], plan: dict[str, Plan]) ->
 
 def _fill_words(kind: str) -> str:
     return {"number": "mean, median, drop or a number", "integer": "mode, drop or a whole number",
-            "category": "mode, drop or a name in quotes"}[kind]
+            "category": "mode, drop or a name in quotes", "text": "drop or a text in quotes"}[kind]
 
 
 def dropped_counts(parsed: dict[str, Parsed], plan: dict[str, Plan], keep: np.ndarray) -> dict[str, int]:
@@ -190,6 +194,14 @@ def fit(table: Table, name: str, p: Parsed, plan: Plan, train: np.ndarray) -> di
     """The column's recipe, fitted on the rows `train`: kind, fill value and (categories) the categories."""
     recipe: dict = {"kind": p.kind, "fill": None}
     present = train[~p.missing[train]]
+    if p.kind == "text":
+        o = plan.text
+        texts = [str(t) for t in p.values[present]] + ([str(plan.fill_value)] if plan.fill_value is not None else [])
+        tokens = [text_lib.tokenize(t, o["tokenizer"], o["lowercase"]) for t in texts]
+        recipe["tokenizer"] = {"kind": o["tokenizer"], "lowercase": o["lowercase"], "max_len": o["max_len"],
+                               "vocab": text_lib.build_vocab(tokens, o["vocab"], o["min_count"]), "pad_side": "left"}
+        recipe["fill"] = plan.fill_value
+        return recipe
     if p.kind == "category":
         seen = [str(v) for v in p.values[present]]
         if plan.fill_value is not None:
@@ -253,6 +265,14 @@ def encode(table: Table, name: str, p: Parsed, recipe: dict) -> np.ndarray:
 def encode_values(p: Parsed, recipe: dict, where, name: str) -> np.ndarray:
     """`p`'s values with the recipe applied; `where(i)` names row i in messages (a file row, a request field)."""
     fill = recipe.get("fill")
+    if p.kind == "text":
+        texts = []
+        for i, (value, missing) in enumerate(zip(p.values, p.missing)):
+            if missing and fill is None:
+                raise UserError(f"{where(i)} is missing, and the model was trained with no missing {name}")
+            texts.append(fill if missing else str(value))
+        t = recipe["tokenizer"]
+        return text_lib.encode_texts(texts, t["vocab"], t["max_len"], t["kind"], t["lowercase"])
     if p.kind == "category":
         index = {c: k for k, c in enumerate(recipe["categories"])}
         out = np.empty(len(p.values), dtype=np.int64)

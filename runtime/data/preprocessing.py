@@ -302,7 +302,16 @@ def _encoded(values, recipe: dict, name: str, field) -> np.ndarray:
     kind = recipe["kind"]
     n = len(values)
     missing = np.zeros(n, dtype=bool)
-    if kind == "category":
+    if kind == "text":
+        out = np.empty(n, dtype=object)
+        for i, v in enumerate(values):
+            if v is None:
+                missing[i] = True
+            elif isinstance(v, str):
+                out[i] = v
+            else:
+                raise InputError(f"{field(i, name)} must be a text, not {v!r}")
+    elif kind == "category":
         out = np.empty(n, dtype=object)
         for i, v in enumerate(values):
             if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -75,6 +75,10 @@ def model_metadata(io: ModelIO, limits: Limits) -> dict:
     tokenizer = prep.get("tokenizer")
     if isinstance(tokenizer, dict) and "vocab" in tokenizer:   # the vocabulary can be long; its size tells enough
         prep["tokenizer"] = {**{k: v for k, v in tokenizer.items() if k != "vocab"}, "vocab_size": len(tokenizer["vocab"])}
+    if prep.get("recipes"):                                    # so can a text column's
+        prep["recipes"] = {name: {**r, "tokenizer": {**{k: v for k, v in r["tokenizer"].items() if k != "vocab"},
+                                                     "vocab_size": len(r["tokenizer"]["vocab"])}}
+                           if "tokenizer" in r else r for name, r in prep["recipes"].items()}
     meta = {k: v for k, v in model.metadata.items() if k not in ("preprocessing", "inputs", "outputs")}
     return {**meta,
             "labels": model.labels,

@@ -95,6 +95,7 @@ class ModelIO:
         shapes = prep.get("column_shapes") or {}
         categories = prep.get("categories") or {}
         fills = prep.get("fills") or {}
+        recipes = prep.get("recipes") or {}
         fields = []
         if kind == "text":                      # the recorded column holds token ids; a request holds the text
             return [Field("text", "text")]
@@ -102,6 +103,8 @@ class ModelIO:
             shape = tuple(shapes.get(name) or ())
             if kind == "text":
                 fields.append(Field(name, "text"))
+            elif (recipes.get(name) or {}).get("kind") == "text":
+                fields.append(Field(name, "text", nullable=name in fills))
             elif name in categories:
                 fields.append(Field(name, "category", categories=tuple(categories[name]), nullable=name in fills))
             elif kind == "image" and prep.get("image"):

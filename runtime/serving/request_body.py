@@ -137,7 +137,7 @@ def _column(field, values: list, where: str, single: bool = False):
     """One field's values over the records, checked: strings for text, numbers of the field's shape otherwise."""
     if field.kind == "text":
         for i, v in enumerate(values):
-            if not isinstance(v, str):
+            if not isinstance(v, str) and not (v is None and field.nullable):
                 raise RequestError(f"{_at(where, i, single, field.name)} must be a string; got {_json_type(v)}")
         return values
     if field.kind == "picture":
