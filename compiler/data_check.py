@@ -62,10 +62,10 @@ class DataChecks(TableChecks, ImageFolderChecks):
                 raise Bail
             source = self.source_call(s["source"].value)
             self.lets["data"] = data_facts(source.facts)
-            inputs, input_names = self.column_exprs(s.get("inputs"), source, "inputs")
             targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
-            category_target_facts(source.facts, targets)
+            category_target_facts(source.facts, targets)          # classes and labels, before anything can fail
             self.lets["data"].facts.update(data_facts(source.facts).facts)
+            inputs, input_names = self.column_exprs(s.get("inputs"), source, "inputs")
             batch = None
             if "batch" in s:
                 v = self.value(s["batch"])
@@ -87,6 +87,8 @@ class DataChecks(TableChecks, ImageFolderChecks):
                     self.split_has_columns(split, data, role, setting)
             return data
         except Bail:
+            if "data" not in self.lets:          # the source itself failed: data.* facts are quiet, not errors
+                self.ev.failed.add("data")
             self.lets.setdefault("data", Facts("data", {}))
             return None
 
