@@ -60,7 +60,9 @@ class DataChecks(TableChecks, ImageFolderChecks):
                 self.report.error("the data block needs a `source`", block.span,
                                   "e.g. source = mnist(root=\"data/mnist\"); sources: " + ", ".join(DATA_SOURCES))
                 raise Bail
+            source_open = False
             source = self.source_call(s["source"].value)
+            source_open = bool(source.facts.get("_unreadable"))
             self.lets["data"] = data_facts(source.facts)
             targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
             category_target_facts(source.facts, targets)          # classes and labels, before anything can fail
@@ -87,8 +89,8 @@ class DataChecks(TableChecks, ImageFolderChecks):
                     self.split_has_columns(split, data, role, setting)
             return data
         except Bail:
-            if "data" not in self.lets:          # the source itself failed: data.* facts are quiet, not errors
-                self.ev.failed.add("data")
+            if "data" not in self.lets or (isinstance(self.lets["data"], Facts) and source_open):
+                self.ev.failed.add("data")       # the source (or the file it cannot read) failed: data.* is quiet
             self.lets.setdefault("data", Facts("data", {}))
             return None
 

@@ -55,8 +55,22 @@ def bundled(path: Path) -> Path | None:
     return sample if sample.is_file() else None
 
 
+_data_root: ContextVar[str | None] = ContextVar("dslc_data_root", default=None)
+
+
+@contextlib.contextmanager
+def data_root(root: str | None):
+    """Within this block the checker looks for data files where `--data-root` says (as the loader will)."""
+    token = _data_root.set(root)
+    try:
+        yield
+    finally:
+        _data_root.reset(token)
+
+
 def env_data_root() -> Path | None:
-    root = os.environ.get("DSLC_DATA_ROOT")
+    """The data root the checker uses: a command's --data-root (`data_root`), else $DSLC_DATA_ROOT."""
+    root = _data_root.get() or os.environ.get("DSLC_DATA_ROOT")
     return Path(root).expanduser() if root else None
 
 

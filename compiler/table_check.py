@@ -158,6 +158,7 @@ class TableChecks:
             "_scan": scan.to_json() if isinstance(scan, TableScan) else None,
             "_fill": args.get("fill") or "error",
             "_path": args["path"],
+            "_unreadable": None if isinstance(scan, TableScan) else scan,
         }
         for column, values in categories.items():
             if values is not None and f"{column}_categories" not in facts:
@@ -190,6 +191,7 @@ class DataExprChecker(ExprChecker):
         self.kinds = facts.get("kinds") or {}
         self.categories = facts.get("categories") or {}
         self.why_unknown = facts.get("_why_unknown") or {}
+        self.unreadable = (facts.get("_path"), facts.get("_unreadable")) if facts.get("_unreadable") else None
         self.fitting = fitting
 
     def is_category(self, e) -> bool:
@@ -267,6 +269,10 @@ class DataExprChecker(ExprChecker):
             if not x.shape.is_int:
                 hint = (f"declare it as one: csv(..., {x_expr.name} = category)" if isinstance(x_expr, ast.Var)
                         else None)
+                if hint and self.unreadable:
+                    path, why = self.unreadable
+                    hint = (f"{path} cannot be read now ({why}), so its columns count as numbers: declare "
+                            f"{x_expr.name} = category([...]), or say where the file is (DSLC_DATA_ROOT)")
                 self.error(f"one_hot needs a category or whole numbers, but gets {x.shape}", x_expr.span, hint)
             if n_expr is None:
                 self.error("one_hot of whole numbers needs how many values they take: one_hot(x, n)", e.span)

@@ -461,3 +461,19 @@ def test_many_different_names_suggest_a_text_column(tmp_path):
     finally:
         data_files.MAX_CATEGORIES = monkey
     assert "too many different values in it to be categories (free text? declare it: w = text)" in message
+
+
+def test_the_checker_reads_the_file_where_data_root_points(tmp_path, capsys):
+    """`dslc train --data-root FILE` (or $DSLC_DATA_ROOT) is where the checker reads the header too; a file that
+    cannot be read now is said so in the hint."""
+    import shutil
+    shutil.copy(PENGUINS, tmp_path / "mine.csv")
+    path = tmp_path / "s.dlspec"
+    path.write_text((SPECS / "penguins_species.dlspec").read_text().replace("data/penguins/penguins.csv",
+                                                                            "elsewhere/mine.csv"))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "elsewhere/mine.csv cannot be read now (No such file or directory)" in err and err.count("error:") == 1
+    train(capsys, path, "--data-root", tmp_path / "mine.csv", "--epochs", "1")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["data"]["labels"] == ["Adelie", "Chinstrap",
+                                                                                             "Gentoo"]

@@ -79,6 +79,12 @@ def _positive(text: str) -> int:
 
 
 def cmd_train(args) -> int:
+    from dslc.compiler.data_files import data_root
+    with data_root(args.data_root):          # the checker reads a table's header where the loader will
+        return _cmd_train(args)
+
+
+def _cmd_train(args) -> int:
     from dslc.runtime.training.distributed import World
     world = World.from_env()
     if world.size > 1:
