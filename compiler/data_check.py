@@ -64,10 +64,16 @@ class DataChecks(TableChecks, ImageFolderChecks):
             source = self.source_call(s["source"].value)
             source_open = bool(source.facts.get("_unreadable"))
             self.lets["data"] = data_facts(source.facts)
-            targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
-            category_target_facts(source.facts, targets)          # classes and labels, before anything can fail
-            self.lets["data"].facts.update(data_facts(source.facts).facts)
+            try:
+                targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
+            except Bail:
+                targets = None
+            if targets is not None:
+                category_target_facts(source.facts, targets)      # classes and labels, before the inputs can fail
+                self.lets["data"].facts.update(data_facts(source.facts).facts)
             inputs, input_names = self.column_exprs(s.get("inputs"), source, "inputs")
+            if targets is None:
+                raise Bail
             batch = None
             if "batch" in s:
                 v = self.value(s["batch"])

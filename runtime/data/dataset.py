@@ -100,15 +100,20 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
         notices.append(sources._notify(rows.dropped))
     indices, described = split_indices(rows.n, data)
     columns = rows.fit_and_encode(indices["train"])
-    train_columns = {k: v[indices["train"]] for k, v in columns.items()}
-    try:
-        stats = fitting.fit(data.inputs + data.targets, train_columns, len(indices["train"]))
-    except UserError as err:
-        raise UserError(f"fitting the data expressions on the training split: {err}") from None
+    stats = {}
+    if fitting.fitted_nodes(data.inputs + data.targets):      # standardize, min_max: the training rows' statistics
+        train_columns = {k: v[indices["train"]] for k, v in columns.items() if k in read}
+        try:
+            stats = fitting.fit(data.inputs + data.targets, train_columns, len(indices["train"]))
+        except (UserError, ValueError) as err:
+            raise UserError(f"fitting the data expressions on the training split: {err}") from None
     fitted = fitted_spec(checked, stats)
     fdata = fitted.data
     whole = _arrays(columns, main, fdata, checked.model, facts, f"the {data.source.name} source")
-    parts = {role: [[a[idx] for a in group] for group in whole] for role, idx in indices.items()}
+    if described:                   # fractions held out
+        parts = {role: [[a[idx] for a in group] for group in whole] for role, idx in indices.items()}
+    else:                           # every row trains: no copy
+        parts = {"train": whole}
 
     for i, role in enumerate(("validation", "test"), start=1):
         setting = getattr(data, role)
@@ -117,7 +122,7 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
             src_facts = {**setting.facts, **src.facts}
             _same_labels(facts, src_facts, role)
             what = f"the {role} source ({setting.name})"
-            split_rows = _Rows(src, data.source, read, what, like=rows)
+            split_rows = _Rows(src, setting, read, what, like=rows)
             if split_rows.dropped:
                 notices.append(sources._notify(split_rows.dropped))
             split_columns = split_rows.encode_like(rows) if src.test is None else src.test
@@ -139,7 +144,7 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
                           [torch.from_numpy(np.ascontiguousarray(a)) for a in parts[role][1]])
               for role in parts}
     if rows.recipes:
-        facts = _with_fitted_categories(facts, rows.recipes, fdata)
+        facts = _with_fitted_categories(facts, rows.recipes)
     info = {
         "source": data.source.name,
         "root": main.root,
@@ -189,7 +194,7 @@ def target_units(data, stats: dict) -> dict:
     return out
 
 
-def _with_fitted_categories(facts: dict, recipes: dict, data) -> dict:
+def _with_fitted_categories(facts: dict, recipes: dict) -> dict:
     """Facts with the fitted categories (class names of a category target: the labels)."""
     facts = dict(facts)
     categories = dict(facts.get("categories") or {})
@@ -219,7 +224,8 @@ class _Rows:
             hint = hint if hint.startswith("did you mean") else ""
             raise UserError(f"{table.where} has no column '{missing[0]}'" + (f"; {hint}" if hint else "")
                             + f" (columns: {', '.join(table.header or table.cells)})")
-        self.plan = like.plan if like is not None else columns_lib.plans(source.facts, wanted)
+        trained = like is not None and like.table is not None          # encoded as the training rows were
+        self.plan = like.plan if trained else columns_lib.plans(source.facts, wanted)
         parsed = {c: columns_lib.parse(table, c, self.plan[c].kind) for c in wanted}
         keep = columns_lib.drop_rows(table, parsed, self.plan)
         if len(keep) < table.rows:
@@ -243,6 +249,8 @@ class _Rows:
         """A split source's columns, encoded with the training source's recipes."""
         if self.table is None:
             return self.loaded.columns
+        if training.table is None:          # the training source is not a table: this file's own cells
+            return self.fit_and_encode(np.arange(self.n))
         return {c: columns_lib.encode(self.table, c, p, training.recipes[c]) for c, p in self.parsed.items()}
 
 
