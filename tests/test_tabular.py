@@ -477,3 +477,10 @@ def test_the_checker_reads_the_file_where_data_root_points(tmp_path, capsys):
     train(capsys, path, "--data-root", tmp_path / "mine.csv", "--epochs", "1")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["data"]["labels"] == ["Adelie", "Chinstrap",
                                                                                              "Gentoo"]
+
+
+def test_eval_of_a_scaled_target_reports_its_units(penguins, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(penguins["penguins_mass"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "test" and 150 < result["test_rmse"] <= 350 and result["test_loss"] < 1

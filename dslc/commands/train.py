@@ -477,8 +477,9 @@ def cmd_eval(args) -> int:
     device = pick_device(args.device)
     module = run.module.to(device)
     module.reset_state()
-    result = evaluate(module, split.to(device) if device.type != "cpu" else split, make_loss(run.checked, module),
-                      make_metrics(run.checked), run.checked.data.batch, device)
+    checked = data.checked or run.checked          # with the statistics fitted on the training split
+    result = evaluate(module, split.to(device) if device.type != "cpu" else split, make_loss(checked, module),
+                      make_metrics(checked), checked.data.batch, device)
     record = {"run": str(run.path), "checkpoint": str(run.checkpoint), "split": name, "samples": split.n,
               **{f"{name}_{k}": v for k, v in result.items()}}
     if args.json:
