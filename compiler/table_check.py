@@ -25,7 +25,7 @@ from dslc.dsl import ast
 from dslc.dsl.diagnostics import did_you_mean
 
 from .column_kinds import KINDS, MISSING, NAMES, SHAPES, TEXT_OPTIONS, ColumnKind, category_name, \
-    check_fill_option, check_fill_value, sort_categories
+    check_fill_option, check_fill_value, sort_categories, whole_number
 from .data_files import TableScan, bundled, data_file, env_data_root, scan_table
 from .expr_check import Bail, ExprChecker, const
 from .ir import Const, Fitted, Node, Op, Ref
@@ -174,9 +174,15 @@ def category_target_facts(facts: dict, targets: list[Node]) -> None:
     if len(targets) != 1 or not isinstance(targets[0], Ref) or targets[0].role != "column":
         return
     name = targets[0].name
-    if (facts.get("kinds") or {}).get(name) == "category" and (facts.get("categories") or {}).get(name):
+    kind = (facts.get("kinds") or {}).get(name)
+    if kind == "category" and (facts.get("categories") or {}).get(name):
         labels = facts["categories"][name]
         facts["classes"], facts["labels"] = len(labels), list(labels)
+    elif kind == "integer":               # whole numbers as class labels 0..k-1: k from the largest in the file
+        scanned = ((facts.get("_scan") or {}).get("columns") or {}).get(name) or {}
+        numbers = [whole_number(v) for v in scanned.get("values") or ()]
+        if numbers and all(n is not None and n >= 0 for n in numbers):
+            facts["classes"] = max(numbers) + 1
 
 
 # ---------------------------------------------------------------- expressions over a table

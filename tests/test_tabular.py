@@ -484,3 +484,15 @@ def test_eval_of_a_scaled_target_reports_its_units(penguins, capsys):
     assert main(["eval", str(penguins["penguins_mass"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "test" and 150 < result["test_rmse"] <= 350 and result["test_loss"] < 1
+
+
+def test_whole_numbers_as_class_labels(tmp_path):
+    csv = "x,digit\n" + "".join(f"{i * 0.1},{i % 4}\n" for i in range(12))
+    checked = spec(tmp_path, 'source = csv("t.csv", digit = integer)\ninputs = [x]\ntargets = [digit]', out=4,
+                   loss="cross_entropy", metrics="accuracy", csv=csv)
+    assert checked.lets["data"].facts["classes"] == 4 and str(checked.data.targets[0].shape) == "i64[]"
+    d = load_data(checked)
+    assert d.train.targets[0].dtype == torch.int64 and d.train.targets[0].tolist()[:5] == [0, 1, 2, 3, 0]
+    message = spec_error(tmp_path, 'source = csv("t.csv", digit = integer)\ninputs = [x]\ntargets = [digit]',
+                         out=3, loss="cross_entropy")
+    assert "the model gives 3 class scores but the data has 4 classes" in message

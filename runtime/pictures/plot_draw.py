@@ -272,8 +272,8 @@ def draw_actual_predicted(fig, configs) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left")
     rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
-    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples, RMSE {rmse:.4g}"
-                 + (f" ({what}, its own units)" if units else ""))
+    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples\nRMSE {rmse:.4g}"
+                 + (f" (in {what}'s own units)" if units else ""), fontsize="medium")
 
 
 def pca_2d(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
