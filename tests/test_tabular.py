@@ -496,3 +496,36 @@ def test_whole_numbers_as_class_labels(tmp_path):
     message = spec_error(tmp_path, 'source = csv("t.csv", digit = integer)\ninputs = [x]\ntargets = [digit]',
                          out=3, loss="cross_entropy")
     assert "the model gives 3 class scores but the data has 4 classes" in message
+
+
+def test_a_category_index_feeds_an_embedding(tmp_path, capsys):
+    """A category on its own is its index (i64[]); `data.island_categories` sizes an embedding of it."""
+    import shutil
+    shutil.copy(PENGUINS, tmp_path / "penguins.csv")
+    path = tmp_path / "s.dlspec"
+    path.write_text("""
+data {
+    source  = csv("penguins.csv", fill=drop)
+    inputs  = [island, [standardize(bill_length_mm), standardize(flipper_length_mm)]]
+    targets = [species]
+    test    = 0.25
+}
+model m(island: i64[], x: f32[2]) {
+    block place { embedding(vocab=data.island_categories, dim=2) }
+    block head { linear(8) relu linear(data.classes) }
+    return head(concat(place(island), x))
+}
+train { loss = cross_entropy  optimizer = adam(lr=0.05)  epochs = 30  metrics = [accuracy] }
+export { format = onnx }
+""")
+    checked = load(str(path))
+    assert str(checked.data.inputs[0].shape) == "i64[]" and checked.lets["data"].facts["island_categories"] == 3
+    train(capsys, path)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metrics"]["test_accuracy"] > 0.8
+    (tmp_path / "r.json").write_text(json.dumps([{"island": "Biscoe", "bill_length_mm": 50.0,
+                                                  "flipper_length_mm": 230}]))
+    assert main(["export", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run" / "model.onnx"), str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1] == "Gentoo"
