@@ -21,9 +21,9 @@ from dslc.dsl.format import format_expr
 from .data_sources import DATA_SOURCES, GENERATORS, SCALAR
 from .expr_check import Bail, ExprChecker, const
 from .functions import ELEMENTWISE
+from .image_check import ImageFolderChecks
 from .ir import DataIR, Generate, ModelIR, Node, Ref, SourceIR
 from .shapes import TensorShape
-from .image_check import ImageFolderChecks
 from .table_check import DataExprChecker, TableChecks, category_target_facts
 from .values import Facts, NotConstant, Symbol, bind, positive
 
@@ -55,12 +55,12 @@ class DataChecks(TableChecks, ImageFolderChecks):
         if block is None:
             return None
         s = self.settings(block, DATA_KEYS)
+        source_open = False
         try:
             if "source" not in s:
                 self.report.error("the data block needs a `source`", block.span,
                                   "e.g. source = mnist(root=\"data/mnist\"); sources: " + ", ".join(DATA_SOURCES))
                 raise Bail
-            source_open = False
             source = self.source_call(s["source"].value)
             source_open = bool(source.facts.get("_unreadable"))
             self.lets["data"] = data_facts(source.facts)
