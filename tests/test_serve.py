@@ -587,6 +587,11 @@ def test_tabular_records_get_class_names_and_values_in_the_targets_units(tabular
         assert set(body["predictions"][0]["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
     status, body = post(client, PENGUIN)                       # one record alone
     assert status == 200 and body["predictions"][0]["label"] == "Gentoo"
+    columns = {k: [PENGUIN[k], adelie[k]] for k in PENGUIN}
+    status, body = post(client, {"columns": columns})          # the same as columns
+    assert status == 200 and [p["label"] for p in body["predictions"]] == ["Gentoo", "Adelie"], body
+    status, body = post(client, {"columns": {**columns, "island": ["Biscoe", "Mars"]}})
+    assert status == 400 and body["error"].startswith("columns[1].island: unknown category 'Mars'"), body
     client, model = tabular["penguins_mass"]
     record = {k: v for k, v in PENGUIN.items() if k != "body_mass_g"} | {"species": "Gentoo"}
     status, body = post(client, [record, {**record, "sex": None}])          # a missing sex is filled as in training

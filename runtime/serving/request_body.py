@@ -258,6 +258,12 @@ def raw_inputs(key: str, value, io) -> list[np.ndarray]:
         if missing and not wide:
             raise RequestError(f"columns: no column {', '.join(map(repr, missing))} "
                                f"(the model reads {', '.join(wanted)}; the request has {', '.join(value)})")
+        if io.preprocessing.get("recipes"):          # a table's columns (names, nulls): the same checks as records
+            lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+            if len(lengths) != 1 or -1 in lengths:
+                raise RequestError('"columns" must be an object {column: list of values}, the lists of one length')
+            n = lengths.pop()
+            return records([{c: value[c][i] for c in value} for i in range(n)], io, "columns")
         columns = {}
         for name, values in value.items():
             column = _array(values, f"columns.{name}")
