@@ -3,10 +3,11 @@
 Part of the spec checker (compiler/check.py mixes `DataChecks` in). Column
 expressions of `generate`/`sequence` sources and the `inputs`/`targets`
 expressions are typed into the IR by the shared expression checker, so their
-per-sample shapes are known before anything is loaded: a `csv` column whose
-name is not declared is a number per row (`f32[]`), since csv columns are
-numeric. What a split source (`validation = csv(...)`) lacks is an error here,
-not at training time.
+per-sample shapes are known before anything is loaded. A `csv` source's columns
+have kinds (numbers, whole numbers, categories: compiler/table_check.py, from its
+declarations and the file's own cells); a column of a file that cannot be read
+now is a number per row (`f32[]`). What a split source (`validation = csv(...)`)
+lacks is an error here, not at training time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from dslc.dsl.format import format_expr
 from .data_sources import DATA_SOURCES, GENERATORS, SCALAR
 from .expr_check import Bail, ExprChecker, const
 from .functions import ELEMENTWISE
+from .image_check import ImageFolderChecks
 from .ir import DataIR, Generate, ModelIR, Node, Ref, SourceIR
 from .shapes import TensorShape
+from .table_check import DataExprChecker, TableChecks, category_target_facts
 from .values import Facts, NotConstant, Symbol, bind, positive
 
 DATA_KEYS = ("source", "inputs", "targets", "batch", "shuffle", "validation", "test", "seed")
@@ -37,7 +40,14 @@ class _NodeArg:
     where: ast.Span
 
 
-class DataChecks:
+def data_facts(facts: dict) -> Facts:
+    """What `data.NAME` reads: the source's facts that are numbers, names or lists (not its internals)."""
+    return Facts("data", {k: v for k, v in facts.items()
+                          if isinstance(v, (int, float, str, list)) and not isinstance(v, bool)
+                          and k != "columns" and not k.startswith("_")})
+
+
+class DataChecks(TableChecks, ImageFolderChecks):
     """The data-block methods of SpecChecker (report, ev, lets, settings, typed, value come from it)."""
 
     def check_data(self) -> DataIR | None:
@@ -45,16 +55,25 @@ class DataChecks:
         if block is None:
             return None
         s = self.settings(block, DATA_KEYS)
+        source_open = False
         try:
             if "source" not in s:
                 self.report.error("the data block needs a `source`", block.span,
                                   "e.g. source = mnist(root=\"data/mnist\"); sources: " + ", ".join(DATA_SOURCES))
                 raise Bail
             source = self.source_call(s["source"].value)
-            self.lets["data"] = Facts("data", {k: v for k, v in source.facts.items()
-                                               if isinstance(v, (int, float, str, list)) and k != "columns"})
+            source_open = bool(source.facts.get("_unreadable"))
+            self.lets["data"] = data_facts(source.facts)
+            try:
+                targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
+            except Bail:
+                targets = None
+            if targets is not None:
+                category_target_facts(source.facts, targets)      # classes and labels, before the inputs can fail
+                self.lets["data"].facts.update(data_facts(source.facts).facts)
             inputs, input_names = self.column_exprs(s.get("inputs"), source, "inputs")
-            targets, target_names = self.column_exprs(s.get("targets"), source, "targets")
+            if targets is None:
+                raise Bail
             batch = None
             if "batch" in s:
                 v = self.value(s["batch"])
@@ -76,6 +95,8 @@ class DataChecks:
                     self.split_has_columns(split, data, role, setting)
             return data
         except Bail:
+            if "data" not in self.lets or (isinstance(self.lets["data"], Facts) and source_open):
+                self.ev.failed.add("data")       # the source (or the file it cannot read) failed: data.* is quiet
             self.lets.setdefault("data", Facts("data", {}))
             return None
 
@@ -95,14 +116,17 @@ class DataChecks:
                               did_you_mean(name, DATA_SOURCES) or "sources: " + ", ".join(DATA_SOURCES))
             raise Bail
         declared = {a.name for a in src.args}
-        plain, columns = [], {}
+        plain, columns, spans = [], {}, {}
         for a in e.args:
             if src.column_args and a.name and a.name not in declared:
                 if a.name in columns:
                     self.report.error(f"column '{a.name}' is defined twice", a.span)
                     raise Bail
+                spans[a.name] = a.span
                 if src.column_args == "values":
                     columns[a.name] = self.table_column(a)
+                elif src.column_args == "kinds":
+                    columns[a.name] = self.column_kind(a)
                 else:
                     known = {k: SCALAR for k in columns}
                     if name == "sequence":
@@ -125,6 +149,10 @@ class DataChecks:
         if args is None:
             raise Bail
         args.pop("__spans__")
+        if src.column_args == "kinds":
+            facts = self.table_facts(name, args, columns, spans, e)
+            args["kinds"] = columns
+            return SourceIR(name, args, facts, e.span)
         if src.column_args and not columns:
             self.report.error(f"{name} needs at least one column", e.span, f"e.g. {name}(x=..., y=...)")
             raise Bail
@@ -143,24 +171,35 @@ class DataChecks:
             self.report.error("columns must be a list of column names as strings", e.span)
             raise Bail
         facts = src.facts(args, columns)
+        if name == "image_folder":
+            facts.update(self.image_folder_facts(args, e))
+            facts = {**facts, **src.facts(args, columns)}          # the size as checked
         args["columns"] = columns if src.column_args else args.get("columns")
         return SourceIR(name, args, facts, e.span)
 
-    def table_column(self, a: ast.Argument) -> list[float]:
+    def table_column(self, a: ast.Argument) -> list[float] | list[str]:
+        """A column written in the spec: numbers, or names (a category column)."""
         try:
             v = self.ev(a.value)
         except NotConstant:
             raise Bail from None
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            return [x.strip() for x in v]
         if not (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-            self.report.error(f"column '{a.name}' must be a list of numbers", a.value.span)
+            self.report.error(f"column '{a.name}' must be a list of numbers, or of names (a category column)",
+                              a.value.span)
             raise Bail
         return [float(x) for x in v]
 
     # ------------------------------------------------------------ expressions over columns
 
-    def column_checker(self, columns: dict[str, TensorShape] | None, generators: bool, what: str) -> ExprChecker:
+    def column_checker(self, columns: dict[str, TensorShape] | None, generators: bool, what: str,
+                       facts: dict | None = None) -> ExprChecker:
         """The expression checker of a data context: names are columns (any name, a number per row, when the
-        columns are not known before loading) and `let` numbers."""
+        columns are not known before loading) and `let` numbers; `facts` (a source's) add category columns,
+        feature vectors and the fitted transforms (inputs and targets)."""
+        facts = facts or {}
+        open_columns = columns is None or facts.get("_open", False)
 
         def name(e: ast.Var) -> Node:
             if columns is not None and e.name in columns:
@@ -172,10 +211,12 @@ class DataChecks:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.ev.used.add(e.name)
                 return const(v)
-            if columns is None and e.name not in self.lets:
+            if open_columns and e.name not in self.lets:
                 return Ref(name=e.name, role="column", shape=SCALAR, batched=True)
             names = sorted(columns or ())
-            self.report.error(f"unknown column '{e.name}'", e.span, did_you_mean(e.name, names) or
+            where = f"{facts['_path']} has no column '{e.name}'" if facts.get("_scan") else \
+                f"unknown column '{e.name}'"
+            self.report.error(where, e.span, did_you_mean(e.name, names) or
                               ("columns: " + ", ".join(names) if names else None))
             raise Bail
 
@@ -197,8 +238,11 @@ class DataChecks:
             args = self.bind_nodes(e, gen.args, values)
             return Generate(name=e.func.name, args=tuple(args.items()), shape=SCALAR, batched=True)
 
-        checker = ExprChecker(self.report, self.ev, name, call, f"in {what}",
-                              functions=ELEMENTWISE + (tuple(GENERATORS) if generators else ()))
+        functions = ELEMENTWISE + (tuple(GENERATORS) if generators else ())
+        if generators:
+            checker = ExprChecker(self.report, self.ev, name, call, f"in {what}", functions=functions)
+        else:
+            checker = DataExprChecker(self.report, self.ev, name, call, f"in {what}", functions=functions, facts=facts)
         return checker
 
     def bind_nodes(self, e: ast.Call, specs, values) -> dict:
@@ -250,7 +294,7 @@ class DataChecks:
         if not items:
             self.report.error(f"`{what}` is empty", e.span)
             raise Bail
-        checker = self.column_checker(columns, generators=False, what="a data expression")
+        checker = self.column_checker(columns, generators=False, what="a data expression", facts=source.facts)
         nodes = [checker.check(item) for item in items]
         for item, node in zip(items, nodes):
             if not node.batched:
@@ -271,7 +315,7 @@ class DataChecks:
     def split_has_columns(self, split: SourceIR, data: DataIR, role: str, setting) -> None:
         """A validation/test source gives every column the inputs and targets read, of the same types."""
         columns = split.columns
-        if columns is None:
+        if columns is None or split.facts.get("_open"):
             return
         for name in data.columns_read:
             if name not in columns:
@@ -280,7 +324,8 @@ class DataChecks:
                                   f"its columns: {', '.join(columns)}")
                 return
             main = (data.source.columns or {}).get(name)
-            if main is not None and main != columns[name] and split.name != "text_csv":   # texts: encoded like training
+            if main is not None and main != columns[name] and split.name not in ("text_csv", "csv"):
+                # texts and tables: read and encoded like the training source
                 self.report.error(f"the {role} source's column '{name}' is {columns[name]}, but the training "
                                   f"source's is {main}", setting.value.span)
                 return

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .column_kinds import sort_categories
 from .functions import ELEMENTWISE
 from .shapes import TensorShape
 from .values import Arg, positive
@@ -28,7 +29,7 @@ class DataSource:
     args: list[Arg]
     facts: Callable[[dict, dict], dict]      # (bound args, columns) -> facts
     loader: str                              # function name in dslc.runtime.data.sources
-    column_args: str | None = None           # None | "values" | "expressions"
+    column_args: str | None = None           # None | "values" | "expressions" | "kinds" (column declarations)
     functions: tuple[str, ...] = ()          # functions a column expression may call
 
 
@@ -56,11 +57,18 @@ register(DataSource("fashion_mnist", "Zalando's clothing images, 28x28 grey (tor
 
 
 def _table_facts(args, columns):
-    return {"columns": {name: SCALAR for name in columns}, "rows": {n: len(v) for n, v in columns.items()},
-            "kind": "table"}
+    names = {n: v for n, v in columns.items() if v and isinstance(v[0], str)}      # names: category columns
+    categories = {n: sort_categories(v) for n, v in names.items()}
+    facts = {"columns": {name: CLASS if name in names else SCALAR for name in columns},
+             "rows": {n: len(v) for n, v in columns.items()}, "kind": "table",
+             "kinds": {name: "category" if name in names else "number" for name in columns},
+             "categories": categories}
+    facts.update({f"{n}_categories": len(v) for n, v in categories.items()})
+    return facts
 
 
-register(DataSource("table", "Columns written in the spec: table(x=[1, 2, 3], y=[2, 4, 6]).", [], _table_facts,
+register(DataSource("table", "Columns written in the spec: table(x=[1, 2, 3], y=[2, 4, 6]); a column of names "
+                    "(island=[\"Dream\", ...]) is a category column.", [], _table_facts,
                     "load_table", column_args="values"))
 
 
@@ -69,9 +77,12 @@ def _csv_facts(args, columns):
     return {"columns": cols, "kind": "table"}
 
 
-register(DataSource("csv", "Numeric columns of a CSV file with a header row (.gz/.bz2 read directly).",
-                    [Arg("path", "str"), Arg("columns", "any", None), Arg("delimiter", "str", ",")],
-                    _csv_facts, "load_csv"))
+register(DataSource("csv", "Columns of a CSV file with a header row (.gz/.bz2 read directly): numbers, whole numbers "
+                    "or categories, declared as `name = KIND` or read from the file; `fill` is what a missing cell "
+                    "does (error or drop), `missing` the cells that mean missing.",
+                    [Arg("path", "str"), Arg("columns", "any", None), Arg("delimiter", "str", ","),
+                     Arg("fill", "str", "error", choices=("error", "drop")), Arg("missing", "any", None)],
+                    _csv_facts, "load_csv", column_args="kinds"))
 
 @dataclass(frozen=True)
 class Generator:
@@ -129,6 +140,22 @@ register(DataSource("sequence", "Consecutive windows of functions of t = 0, dt, 
                     [Arg("windows", "int", check=positive), Arg("length", "int", check=positive),
                      Arg("dt", "float", 0.1, check=positive)], _sequence_facts, "load_sequence",
                     column_args="expressions", functions=DATA_FUNCTIONS))
+
+
+def _image_folder_facts(args, columns):
+    """What the arguments say; the classes come from the folder (compiler/image_check.py) or `classes`."""
+    size = args["size"]
+    return {"kind": "image", "inputs": ["image"], "targets": ["label"],
+            "columns": {"image": TensorShape("f32", (args["channels"], *size)), "label": CLASS}}
+
+
+register(DataSource("image_folder", "Pictures in one folder per class (root/cat/*.png, root/dog/*.jpg: png, jpeg, bmp, "
+                    "gif, webp, tiff) of any size: `channels` 1 (grey) or 3 (RGB), resized to `size` [height, width], "
+                    "scaled to 0-1 and normalised per channel with `mean` and `std` when given; the classes are the "
+                    "folders' names, sorted (or `classes`, in their order).",
+                    [Arg("root", "str"), Arg("size", "size"), Arg("channels", "int", 3, choices=(1, 3)),
+                     Arg("mean", "floats", None), Arg("std", "floats", None), Arg("classes", "any", None)],
+                    _image_folder_facts, "load_image_folder"))
 
 
 def _text_facts(args, columns):

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .data_sources import GENERATORS
 from .functions import FUNCTIONS
-from .ir import BlockCall, Chain, Const, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
+from .ir import BlockCall, Chain, Const, Fitted, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
 from .ir_compile import padding
 from .losses import LOSSES
 
@@ -38,6 +38,10 @@ def py(value) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)      # double quotes, as the rest of the code
     return repr(value)
+
+
+def _as_list(value):
+    return [_as_list(v) for v in value] if isinstance(value, tuple) else value
 
 
 def binop(symbol: str, p: int, left: tuple[str, int], right: tuple[str, int]) -> tuple[str, int]:
@@ -64,17 +68,22 @@ class SourceExpr:
     """Writes IR nodes as Python source in `lang` "torch" or "numpy"; records which imports it used."""
 
     def __init__(self, lang: str, name_of: Callable[[Ref], str], layer_call: Callable | None = None,
-                 cast_targets: bool = False):
+                 cast_targets: bool = False, fitted: Callable[[Fitted, str], str] | None = None):
         self.lang = lang
         self.name_of = name_of
         self.layer_call = layer_call
         self.cast_targets = cast_targets
+        self.fitted = fitted               # writes standardize/min_max (and their inverses) with fitted statistics
         self.uses: set[str] = set()        # torch, F, np, rng
 
     def __call__(self, node: Node) -> tuple[str, int]:
         if isinstance(node, Ref):
             return self.name_of(node), ATOM
         if isinstance(node, Const):
+            if isinstance(node.value, tuple):           # fitted statistics, one per element
+                lib = "torch.tensor" if self.lang == "torch" else "np.array"
+                self.uses.add("torch" if self.lang == "torch" else "np")
+                return f"{lib}({py(_as_list(node.value))})", ATOM
             v = node.value if self.lang == "torch" or isinstance(node.value, int) else float(node.value)
             return repr(v), (3 if v < 0 else ATOM)
         if isinstance(node, Op):
@@ -97,6 +106,10 @@ class SourceExpr:
             args = {k: self(v) for k, v in node.args}
             return g.source.format(**{k: wrap(t, p < ATOM) for k, (t, p) in args.items()}), \
                 (1 if node.name == "arange" else ATOM)
+        if isinstance(node, Fitted):
+            if self.fitted is None:
+                raise TypeError(f"{node.name}(...) needs its fitted statistics to be written")
+            return self.fitted(node, self(node.arg)[0]), ATOM
         if isinstance(node, MetricCall):
             raise TypeError("metrics are computed by the training kit")
         raise TypeError(f"cannot write {type(node).__name__}")
@@ -111,6 +124,13 @@ class SourceExpr:
     def op(self, node: Op) -> tuple[str, int]:
         if node.name in ("concat", "stack"):
             return self.join(node)
+        if node.name == "one_hot":
+            x, n = self(node.args[0])[0], self(node.args[1])[0]
+            if self.lang == "numpy":
+                self.uses.add("np")
+                return f"np.eye({n})[{x}]", ATOM
+            self.uses.update({"F", "torch"})
+            return f"F.one_hot({wrap(x, self(node.args[0])[1] < ATOM)}.long(), {n}).to(torch.get_default_dtype())", ATOM
         shift = 1 if node.args[0].batched else 0
         if node.name in ("softmax", "log_softmax", "mean", "sum", "max", "min"):
             return self.along(node, shift)

@@ -16,10 +16,15 @@ import math
 from pathlib import Path
 
 
+from .data_files import bundled
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")   # runtime/data/images.py
 from .emit_expr import SourceExpr
+from .emit_tables import HELPERS, SCALE_HELPERS, SPLIT_ROWS, UNSCALE_HELPER, column_plans, fitted_nodes, markers
 from .emit_python import INDENT, attr, local, py
-from .ir import CheckedSpec, Ref, SourceIR
+from .ir import CheckedSpec, Fitted, Ref, SourceIR, walk
 from .layers import LAYERS
+from .metrics import METRICS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .shapes import DTYPES, TensorShape
@@ -98,7 +103,13 @@ class LossNames:
             self.used_targets[ref.name] = self.targets[ref.name]
         elif ref.role == "input":
             self.used_inputs[ref.name] = self.inputs[ref.name]
-        return local(ref.name, LOSS_LOCALS)
+        return self.python(ref.name)
+
+    def python(self, name: str) -> str:
+        """The local a target or input is unpacked into (a target named by its expression: `target_0`)."""
+        if not name.isidentifier():
+            name = f"target_{self.targets.get(name, 0)}"
+        return local(name, LOSS_LOCALS)
 
 
 # ---------------------------------------------------------------- data sources
@@ -113,10 +124,7 @@ def _data_paths(checked: CheckedSpec, source: SourceIR) -> tuple[str, str] | Non
     if "path" in source.args:
         path = Path(source.args["path"]).expanduser()
         path = path if path.is_absolute() else (spec_dir / path).resolve()
-        if source.name == "text_csv" and not path.exists():
-            bundled = Path(__file__).resolve().parents[1] / "runtime" / "data" / "samples" / "rt_polarity" / path.name
-            if bundled.exists():          # where dslc falls back to, as it does
-                path = bundled
+        path = bundled(path) or path          # dslc's own copy of a file it bundles, where dslc falls back to it
         return "path", str(path)
     return None
 
@@ -129,10 +137,11 @@ def _spec_dir(checked: CheckedSpec) -> Path:
 class SourceWriter:
     """Writes the reader function of one data source: `def read_NAME(...) -> dict of numpy columns`."""
 
-    def __init__(self, checked: CheckedSpec, code: Code):
+    def __init__(self, checked: CheckedSpec, code: Code, raw: bool = False):
         self.checked = checked
         self.code = code
         self.lets = checked.lets
+        self.raw = raw              # a table's cells as they are (train.py types, fills and encodes them)
 
     def write(self, func: str, source: SourceIR, seed) -> str:
         """Writes `func`; returns the call that reads the source's training columns."""
@@ -162,6 +171,41 @@ class SourceWriter:
     def source_fashion_mnist(self, func, source, seed):
         return self._idx(func, source, "FashionMNIST", "10 kinds of clothing")
 
+    def source_image_folder(self, func, source, seed):
+        self.code.imports.update({"Image", "Path"})
+        a = source.args
+        size = [a["size"]] * 2 if isinstance(a["size"], int) else list(a["size"])
+        size = size * 2 if len(size) == 1 else size
+        classes = a.get("classes") or source.facts.get("labels")
+        mode = "L" if a["channels"] == 1 else "RGB"
+        self.code.add("", "", f"def {func}(root):")
+        self.code.add(f'"""Every picture under root/<class>/ for the classes {", ".join(classes)}: {mode}, resized to '
+                      f'{size[0]}x{size[1]}, scaled to 0-1{", normalised" if a.get("mean") else ""}; labels by class."""',
+                      depth=1)
+        self.code.add(f"classes = {py(list(classes))}", "images, labels = [], []", depth=1)
+        self.code.block(f"""
+            for label, name in enumerate(classes):
+                files = sorted(p for p in (Path(root) / name).iterdir() if p.is_file() and not p.name.startswith(".")
+                               and p.suffix.lower() in {py(IMAGE_SUFFIXES)})
+                for path in files:
+                    with Image.open(path) as picture:
+                        picture.load()
+                        picture = picture.convert({py(mode)})
+                        if picture.size != ({size[1]}, {size[0]}):
+                            picture = picture.resize(({size[1]}, {size[0]}), Image.BILINEAR)
+                        pixels = np.asarray(picture, dtype=np.float32) * np.float32(1 / 255)
+                    images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+                    labels.append(label)
+            image = np.stack(images)
+        """, depth=1)
+        if a.get("mean") is not None:
+            self.code.add(f"mean = np.asarray({py(list(a['mean']))}, dtype=np.float32).reshape(-1, 1, 1)",
+                          f"std = np.asarray({py(list(a['std']))}, dtype=np.float32).reshape(-1, 1, 1)",
+                          "image = (image - mean) / std", depth=1)
+        self.code.add('return {"image": image.astype(np.float32), "label": np.asarray(labels, dtype=np.int64)}',
+                      depth=1)
+        return f"{func}(data_root)"
+
     # -- columns written in the spec
 
     def source_table(self, func, source, seed):
@@ -169,7 +213,10 @@ class SourceWriter:
         self.code.add('"""The columns written in the spec."""', depth=1)
         self.code.add("return {", depth=1)
         for name, values in source.args["columns"].items():
-            self.code.add(f'"{name}": np.array({py([float(v) for v in values])}),', depth=2)
+            if self.raw:
+                self.code.add(f'"{name}": {py(list(values))},', depth=2)
+            else:
+                self.code.add(f'"{name}": np.array({py([float(v) for v in values])}),', depth=2)
         self.code.add("}", depth=1)
         return f"{func}()"
 
@@ -243,13 +290,18 @@ class SourceWriter:
         columns = source.args.get("columns")
         delimiter = source.args.get("delimiter") or ","
         self.code.add("", "", f"def {func}(path):")
-        self.code.add('"""Numeric columns of a CSV file, by header name."""', depth=1)
+        self.code.add('"""The cells of the columns read, by header name (None where a row is short)."""' if self.raw
+                      else '"""Numeric columns of a CSV file, by header name."""', depth=1)
         self.code.add(f"header, rows = read_csv(path, {py(delimiter)})", depth=1)
-        if not columns:                       # the columns the data block reads (others may not be numbers)
+        if not columns or self.raw:           # the columns the data block reads (others may not be numbers)
             columns = self.checked.data.columns_read
         wanted = py(list(columns))
-        self.code.add(f"return {{name: np.array([float(row[header.index(name)]) for row in rows]) "
-                      f"for name in {wanted}}}", depth=1)
+        if self.raw:
+            self.code.add(f"return {{name: [row[header.index(name)] if header.index(name) < len(row) else None "
+                          f"for row in rows] for name in {wanted}}}", depth=1)
+        else:
+            self.code.add(f"return {{name: np.array([float(row[header.index(name)]) for row in rows]) "
+                          f"for name in {wanted}}}", depth=1)
         return f"{func}(data_path)"
 
     def _word_pattern(self):
@@ -353,6 +405,7 @@ METRIC_SOURCE = {      # the values a metric averages: one per sample, or per st
                        ".any(dim=-1)",
     "mse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2)",
     "mae": lambda a: "per_sample_mean((output - target.reshape(output.shape)).abs())",
+    "rmse": lambda a: "per_sample_mean((output - target.reshape(output.shape)) ** 2)",      # rooted at the end
 }
 
 
@@ -390,6 +443,7 @@ class TrainWriter:
     def __init__(self, checked: CheckedSpec, spec_label: str, model_class: str):
         if checked.train is None or checked.data is None:
             raise EjectError("train.py needs the spec's data and train blocks")
+
         self.checked = checked
         self.data = checked.data
         self.tr = checked.train
@@ -398,6 +452,11 @@ class TrainWriter:
         self.cls = model_class
         self.code = Code()
         self.paths: dict[str, tuple[str, str]] = {}
+        self.plans = column_plans(checked)            # a table's categories, whole numbers, missing values
+        if self.plans and any(p["kind"] == "text" for p in self.plans.values()):
+            raise EjectError("train.py cannot be written yet for text columns of a table (its tokeniser and "
+                             "vocabulary); `dslc train` trains this spec, and text_csv sources eject")
+        self.fits = fitted_nodes(self.data.inputs + self.data.targets)     # standardize/min_max to fit
 
     # -- the pieces
 
@@ -421,7 +480,7 @@ class TrainWriter:
 
     def readers(self) -> dict[str, str]:
         """Write the source readers; role -> the call that reads that role's columns."""
-        writer = SourceWriter(self.checked, self.code)
+        writer = SourceWriter(self.checked, self.code, raw=self.plans is not None)
         seed = self.data.split_seed & (2 ** 63 - 1)
         calls = {"train": writer.write("read_data", self.data.source, seed)}
         paths = _data_paths(self.checked, self.data.source)
@@ -452,7 +511,7 @@ class TrainWriter:
     def arrays_function(self) -> None:
         """`model_arrays(columns)`: inputs and targets computed from the columns, cast and shaped for the model."""
         d, m = self.data, self.model
-        writer = SourceExpr("numpy", lambda ref: local(ref.name, ARRAY_LOCALS))
+        writer = SourceExpr("numpy", lambda ref: local(ref.name, ARRAY_LOCALS), fitted=self.scaled("STATISTICS"))
         self.code.add("", "", "def model_arrays(columns):")
         ins = ", ".join(d.input_names)
         outs = ", ".join(d.target_names)
@@ -472,7 +531,30 @@ class TrainWriter:
         self.code.add(f"inputs = [{', '.join(inputs)}]", f"targets = [{', '.join(targets)}]",
                       "return inputs, targets", depth=1)
 
+    def scaled(self, statistics: str):
+        """How standardize/min_max (and an inverse) are written: with the k-th fitted statistics of `statistics`."""
+        def write(node, arg: str) -> str:
+            k = self.fits.index(node.of if node.of is not None else node)
+            return f"{'unscale' if node.of is not None else 'scale'}({arg}, {statistics}[{k}])"
+        return write
+
+    def fit_function(self) -> None:
+        """`fit_statistics(columns)`: each standardize/min_max's statistics over the training rows."""
+        writer = SourceExpr("numpy", lambda ref: local(ref.name, ARRAY_LOCALS), fitted=self.scaled("statistics"))
+        self.code.add("", "", "def fit_statistics(columns):")
+        self.code.add('"""The statistics of standardize and min_max, over the training rows only (as dslc fits '
+                      'them)."""', depth=1)
+        used = sorted({r for node in self.fits for r in _column_refs(node.arg)})
+        for name in used:
+            self.code.add(f'{local(name, ARRAY_LOCALS)} = columns["{name}"]', depth=1)
+        self.code.add("statistics = []", depth=1)
+        for node in self.fits:
+            self.code.add(f'statistics.append(fit_scale("{node.name}", {writer(node.arg)[0]}))', depth=1)
+        self.code.add("return statistics", depth=1)
+
     def load_function(self, calls: dict[str, str]) -> None:
+        if self.plans is not None or self.fits:
+            return self.fitted_load_function(calls)
         splits = self.splits()
         fractions = {r: getattr(self.data, r) for r, how in splits.items() if how == "fraction"}
         args = []
@@ -534,13 +616,88 @@ class TrainWriter:
                     yield chosen[:len(split[0])], chosen[len(split[0]):]
         ''')
 
+    def fitted_load_function(self, calls: dict[str, str]) -> None:
+        """load_data for data that is fitted on the training rows: split the rows first, fit (column recipes,
+        statistics) on the training ones, then compute every split's arrays with what was fitted."""
+        c = self.code
+        splits = self.splits()
+        fractions = {r: getattr(self.data, r) for r, how in splits.items() if how == "fraction"}
+        if self.plans is not None:
+            c.imports.add("Counter")
+            c.add("", "", f"MISSING = {py(list(markers(self.checked)))}  # the cells that mean a missing value",
+                  f"COLUMNS = {py(self.plans)}  # kind and missing-value policy of each column read")
+            c.add("")
+            c.block(HELPERS)
+        if self.fits:
+            c.add("", "")
+            c.block(SCALE_HELPERS)
+            self.fit_function()
+        if fractions:
+            c.add("", "")
+            c.block(SPLIT_ROWS)
+        args = []
+        if "train" in self.paths:
+            args.append("data_root" if self.paths["train"][0] == "root" else "data_path")
+        c.add("", "", f"def load_data({', '.join(args)}):")
+        c.add('"""Every split as (inputs, targets): lists of tensors, one per model input and per target. What is '
+              'fitted (fills, categories, statistics) comes from the training rows only."""', depth=1)
+        c.add(f"columns = {calls['train']}", depth=1)
+        if self.plans is not None:
+            c.add("columns = drop_missing(columns, COLUMNS)", depth=1)
+        c.add("n = len(next(iter(columns.values())))", depth=1)
+        if fractions:
+            c.add(f"parts = split_rows(n, {py(fractions)}, seed={self.data.split_seed}, "
+                  f"keep_order={not self.data.shuffle})", depth=1)
+        else:
+            c.add('parts = {"train": np.arange(n)}', depth=1)
+        if self.plans is not None:
+            c.add('recipes = fit_columns(columns, COLUMNS, parts["train"])',
+                  "columns = encode_columns(columns, recipes)", depth=1)
+        if self.fits:
+            c.add('STATISTICS[:] = fit_statistics({name: values[parts["train"]] for name, values in columns.items()})',
+                  depth=1)
+        c.add("whole = model_arrays(columns)", depth=1)
+        c.add("splits = {role: ([a[index] for a in whole[0]], [a[index] for a in whole[1]]) "
+              "for role, index in parts.items()}", depth=1)
+        for role, how in splits.items():
+            if how in ("source", "own"):
+                read = calls[role]
+                if self.plans is not None and how == "source":
+                    read = f"encode_columns(drop_missing({read}, COLUMNS), recipes)"
+                c.add(f'splits["{role}"] = model_arrays({read})', depth=1)
+        c.add("return {role: to_tensors(*part) for role, part in splits.items()}", depth=1)
+        c.add("", "")
+        c.block('''
+            def to_tensors(inputs, targets):
+                return ([torch.from_numpy(np.ascontiguousarray(a)) for a in inputs],
+                        [torch.from_numpy(np.ascontiguousarray(a)) for a in targets])
+
+
+            def to_device(split, device):
+                inputs, targets = split
+                return [t.to(device) for t in inputs], [t.to(device) for t in targets]
+
+
+            def batches(split, batch_size, generator=None):
+                """One epoch of (inputs, targets) batches, in a random order drawn from `generator` when given."""
+                tensors = split[0] + split[1]
+                n = len(tensors[0])
+                order = None if generator is None else torch.randperm(n, generator=generator).to(tensors[0].device)
+                for start in range(0, n, batch_size):
+                    if order is None:
+                        chosen = [t[start:start + batch_size] for t in tensors]
+                    else:
+                        chosen = [t[order[start:start + batch_size]] for t in tensors]
+                    yield chosen[:len(split[0])], chosen[len(split[0]):]
+        ''')
+
     def loss_function(self) -> None:
         loss = self.tr.loss
         names = LossNames(self.checked)
         writer = SourceExpr("torch", names, cast_targets=self.tr.precision != "fp32")
         body = writer(loss.node)[0]
-        unpack = [f"{local(n, LOSS_LOCALS)} = inputs[{i}]" for n, i in names.used_inputs.items()]
-        unpack += [f"{local(n, LOSS_LOCALS)} = targets[{i}]" for n, i in names.used_targets.items()]
+        unpack = [f"{names.python(n)} = inputs[{i}]" for n, i in names.used_inputs.items()]
+        unpack += [f"{names.python(n)} = targets[{i}]" for n, i in names.used_targets.items()]
         if "F" in writer.uses:
             self.code.imports.add("F")
         self.code.add("", "", "def compute_loss(model, output, inputs, targets):")
@@ -550,7 +707,10 @@ class TrainWriter:
     def evaluate_function(self) -> None:
         metrics = self.tr.metrics
         self.code.add("", "")
-        needs_per_sample = any(m.name in ("mse", "mae") for m in metrics)
+        if any(isinstance(n, Fitted) for m in metrics for n in walk(m)):
+            self.code.block(UNSCALE_HELPER)
+            self.code.add("", "")
+        needs_per_sample = any(m.name in ("mse", "mae", "rmse") for m in metrics)
         if needs_per_sample:
             self.code.block('''
                 def per_sample_mean(values):
@@ -571,12 +731,20 @@ class TrainWriter:
         self.code.add("total += compute_loss(model, output, inputs, targets).double() * len(inputs[0])", depth=2)
         if metrics:
             self.code.add("output, target = output.float(), targets[0]", depth=2)
+            units = next((m for m in metrics if not isinstance(m.output, Ref)), None)
+            if units is not None:            # a scaled target: value metrics in its column's units
+                writer = SourceExpr("torch", lambda ref: "output" if ref.role == "output" else "target",
+                                    fitted=self.scaled("STATISTICS"))
+                self.code.add(f"output, target = {writer(units.output)[0]}, {writer(units.target)[0]}  "
+                              f"# in the units of the target's column", depth=2)
         for m in metrics:
             self.code.add(f"values = {_entry(METRIC_SOURCE, m.name, 'metric')(m.kwargs)}",
                           f"{m.key} += values.sum().double()", f"{m.key}_count += values.numel()", depth=2)
         self.code.add("model.train()", depth=1)
-        values = ", ".join(['"loss": float(total / n)'] + [f'"{m.key}": float({m.key} / {m.key}_count)'
-                                                           for m in metrics])
+        roots = {m.key for m in metrics if METRICS[m.name].root}
+        values = ", ".join(['"loss": float(total / n)'] + [
+            f'"{m.key}": math.sqrt(float({m.key} / {m.key}_count))' if m.key in roots
+            else f'"{m.key}": float({m.key} / {m.key}_count)' for m in metrics])
         self.code.add(f"return {{{values}}}", depth=1)
 
     def report_function(self) -> None:
@@ -831,12 +999,17 @@ class TrainWriter:
             imports.append("import re")
         if "Counter" in self.code.imports:
             imports.append("from collections import Counter")
+        if "Path" in self.code.imports:
+            imports.append("from pathlib import Path")
         imports += ["", "import numpy as np", "import torch"]
         if "F" in self.code.imports:
             imports.append("import torch.nn.functional as F")
         if "torchvision" in self.code.imports:
             imports.append("import torchvision")
-        imports += [f"from model import {self.cls}", ""]   # ruff's isort counts `model` as third-party
+        imports += [f"from model import {self.cls}"]   # ruff's isort counts `model` as third-party
+        if "Image" in self.code.imports:
+            imports.append("from PIL import Image")
+        imports.append("")
         constants = []
         if "train" in self.paths:
             kind, default = self.paths["train"]
@@ -872,6 +1045,10 @@ def _reshape(source: TensorShape | None, target: TensorShape) -> str:
         else:
             return ""
     return f".reshape(-1{''.join(f', {d}' for d in dims)})"
+
+
+def _column_refs(node) -> list[str]:
+    return [n.name for n in walk(node) if isinstance(n, Ref) and n.role == "column"]
 
 
 def train_source(checked: CheckedSpec, spec_label: str, model_class: str) -> str:

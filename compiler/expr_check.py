@@ -115,6 +115,9 @@ class ExprChecker:
             f = FUNCTIONS.get(name)
             if f is not None and f.kind == "elementwise" and name in self.functions:
                 return self.function(e)
+            if f is not None and f.kind in ("encode", "fitted"):
+                self.error(f"{name}(...) prepares data, so it belongs in the data block's inputs or targets, not "
+                           f"{self.where}", e.func.span)
             self.unknown_function(e)
         return self.not_here(e)
 

@@ -1,7 +1,9 @@
 """The expression-function catalog: functions model, loss and data expressions may call.
 
 Each entry is everything the function needs, in one place: its kind (elementwise
-keeps the shape; reduce gives one number for the batch), its torch form (an
+keeps the shape; reduce gives one number for the batch; encode and fitted are
+data-block functions: `one_hot` turns a category into a vector, `standardize` and
+`min_max` scale with statistics fitted on the training split), its torch form (an
 attribute path of torch, used by the model, the loss and `dslc emit`), and its
 numpy form (a function of the numpy module and a value, and the same as source
 text for ejected code), used for data columns and prediction-time
@@ -18,7 +20,7 @@ from typing import Callable
 @dataclass(frozen=True)
 class Function:
     name: str
-    kind: str                           # "elementwise" | "reduce"
+    kind: str                           # "elementwise" | "reduce" | "encode" | "fitted"
     doc: str
     torch: str                          # attribute path of torch: "exp", "nn.functional.softplus"
     numpy: Callable | None = None       # (numpy module, value) -> value
@@ -46,8 +48,17 @@ register(Function("relu", "elementwise", "max(0, x)", torch="relu", keeps_intege
                   numpy=lambda np, x: np.maximum(x, 0), numpy_source="np.maximum({x}, 0)"))
 register(Function("softplus", "elementwise", "log(1 + e^x)", torch="nn.functional.softplus",
                   numpy=lambda np, x: np.logaddexp(0.0, x), numpy_source="np.logaddexp(0.0, {x})"))
+register(Function("one_hot", "encode", "a category (or whole number below n: one_hot(x, n)) as a vector of n "
+                  "values, 1 at its index", torch="nn.functional.one_hot",
+                  numpy=lambda np, x, n: np.eye(n)[np.asarray(x, dtype=np.int64)],
+                  numpy_source="np.eye({n})[{x}]"))
+register(Function("standardize", "fitted", "(x - mean) / std, the mean and std (per element) fitted on the training "
+                  "split", torch=""))
+register(Function("min_max", "fitted", "(x - min) / (max - min), min and max (per element) fitted on the training "
+                  "split", torch=""))
 register(Function("mean", "reduce", "mean over the batch and every axis: one number", torch="mean"))
 register(Function("sum", "reduce", "sum over the batch and every axis: one number", torch="sum"))
 
 
 ELEMENTWISE = tuple(n for n, f in FUNCTIONS.items() if f.kind == "elementwise")
+DATA_ONLY = tuple(n for n, f in FUNCTIONS.items() if f.kind in ("encode", "fitted"))

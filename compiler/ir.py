@@ -3,7 +3,7 @@
 Every expression a spec writes — a model's bindings and outputs, the loss, the
 metrics, the data block's inputs and targets, the columns of `generate` and
 `sequence` sources — is checked into the same nodes (`Ref`, `Const`, `Op`,
-`Reduce`, `Chain`, `BlockCall`, `LossCall`, `MetricCall`, `Generate`). Each
+`Reduce`, `Chain`, `BlockCall`, `LossCall`, `MetricCall`, `Generate`, `Fitted`). Each
 node carries its **per-sample** type (`shape`: element type and dims of one
 sample) and whether it has a batch axis (`batched`: it depends on the samples).
 The semantics are per sample: `[1] - []` is `[1]` for every sample, whatever
@@ -62,7 +62,9 @@ class Ref(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Const(Node):
-    value: float | int
+    """A number, or (fitted statistics, compiler/fitting.py) a tuple of numbers: one per element of `shape`."""
+
+    value: float | int | tuple
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +176,24 @@ class Generate(Node):
         return tuple(v for _, v in self.args)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Fitted(Node):
+    """A transform whose statistics are fitted on the training split when the data is loaded: standardize
+    ((x - mean) / std) or min_max ((x - min) / (max - min)), per element of a number or a vector per sample.
+
+    `of` is None for the transform itself; an inverse (the model's output back in the units of a scaled
+    target) names the transform it undoes, whose statistics it uses. Fitting (compiler/fitting.py) replaces
+    each Fitted node by plain arithmetic with the statistics as constants, so the backends never see one.
+    """
+
+    name: str
+    arg: Node
+    of: Node | None = None
+
+    def children(self):
+        return (self.arg,)
+
+
 def walk(node: Node):
     """Every node of an expression, parents before children."""
     stack = [node]
@@ -216,7 +236,7 @@ def to_json(node: Node) -> dict:
 
 
 _NODES = {cls.__name__: cls for cls in (Ref, Const, Op, Reduce, Chain, LayerCall, BlockCall, LossCall, MetricCall,
-                                        Generate)}
+                                        Generate, Fitted)}
 
 
 def from_json(data: dict) -> Node:
@@ -262,6 +282,8 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
         if isinstance(n, Ref):
             return f"{n.name}[{n.index}]" if n.index is not None else n.name
         if isinstance(n, Const):
+            if isinstance(n.value, tuple):
+                return repr(_as_list(n.value))
             return f"({n.value!r})" if n.value < 0 and outer >= 3 else repr(n.value)
         if isinstance(n, Op):
             if n.name in _INFIX:
@@ -292,6 +314,8 @@ def expr_text(node: Node, names: dict[Node, str] | None = None) -> str:
             return f"{n.name}({text(n.output)}, {text(n.target)}{kw})"
         if isinstance(n, Generate):
             return f"{n.name}({', '.join(f'{k}={text(v)}' for k, v in n.args)})"
+        if isinstance(n, Fitted):
+            return f"{n.name}({text(n.arg)})" if n.of is None else f"undo_{n.name}({text(n.arg)})"
         raise TypeError(f"unknown node {n!r}")
 
     return text(node)
@@ -303,6 +327,10 @@ def _item_text(item) -> str:
     start, stop, step = item
     text = f"{'' if start is None else start}:{'' if stop is None else stop}"
     return text + (f":{step}" if step is not None else "")
+
+
+def _as_list(value):
+    return [_as_list(v) for v in value] if isinstance(value, tuple) else value
 
 
 def program_text(lines: list[tuple[str, Node]]) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from .ir import BlockCall, Chain, Const, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
+from .ir import BlockCall, Chain, Const, Fitted, Generate, LayerCall, LossCall, MetricCall, Node, Op, Reduce, Ref
 
 Compiled = Callable[[dict], Any]
 
@@ -67,6 +67,9 @@ def compile_node(node: Node, backend: Backend) -> Compiled:
         args = {k: compile_node(v, backend) for k, v in node.args}
         fn = backend.generate(node)
         return lambda env: fn(env, **{k: a(env) for k, a in args.items()})
+    if isinstance(node, Fitted):
+        raise TypeError(f"{node.name}(...) has no statistics yet: fit the expression on the training split first "
+                        f"(compiler/fitting.py)")
     raise TypeError(f"cannot compile {type(node).__name__}")
 
 
@@ -105,6 +108,9 @@ def _op(node: Op, backend: Backend) -> Compiled:
         join, name, axis = backend.join, node.name, node.axis
         return lambda env: join(name, [p(env) for p in parts], axis, batched)
     fn = backend.op(node.name)
+    if node.name == "one_hot":                # adds an axis: its operands line up as they are
+        x, n = (compile_node(a, backend) for a in node.args)
+        return lambda env: fn(x(env), n(env))
     if len(node.args) == 1:
         (x,) = [_aligned(node, a, backend) for a in node.args]
         return lambda env: fn(x(env))

@@ -8,7 +8,10 @@ reduced to one number per batch. Names in a loss: `output` (`output[i]` of
 several), the data's targets by name (and `target` when there is one), the
 model's inputs and params, and `let` numbers. `mean`/`sum` reduce over the batch
 and every axis; a loss of the catalog called on two values reduces itself.
-Metrics become `MetricCall` nodes on the same output and target.
+Metrics become `MetricCall` nodes on the same output and target; a value metric of
+a target scaled from one column (`price / 100`, `standardize(body_mass_g)`) compares
+both in the column's own units (compiler/target_units.py), while the loss keeps
+the scaled units it trains in.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .ir import DataIR, LossCall, LossIR, MetricCall, ModelIR, Node, Reduce, Ref
 from .losses import LOSSES
 from .metrics import METRICS
 from .shapes import INT_DTYPES, ShapeError, TensorShape, bind_dims, dim_bindings
+from .target_units import scaled, undo
 from .values import bind
 
 SCALAR = TensorShape("f32", ())
@@ -108,6 +112,7 @@ class LossChecks:
                               did_you_mean(e.name, LOSSES) or "losses: " + ", ".join(LOSSES))
             raise Bail
         node = self.loss_checker(model, data).check(e)
+        self.no_category_arithmetic(node, data, e.span)
         if node.batched:
             self.report.error("the loss must be one number per batch, but this is one per sample", e.span,
                               "wrap it in mean(...)")
@@ -125,6 +130,21 @@ class LossChecks:
                               "use output and the targets, e.g. mean((output - y) ** 2)")
             raise Bail
         return LossIR(node=node, text=format_expr(e))
+
+    def no_category_arithmetic(self, node: Node, data: DataIR, span) -> None:
+        """A target that is a category column (an index into its categories) is compared by class losses only."""
+        kinds = data.source.facts.get("kinds") or {}
+        names = {n for n, t in zip(data.target_names, data.targets)
+                 if isinstance(t, Ref) and t.role == "column" and kinds.get(t.name) == "category"}
+        for n in walk(node):
+            if isinstance(n, LossCall):
+                continue
+            if any(isinstance(a, Ref) and a.role == "target" and a.name in names for a in n.children()) \
+                    and not isinstance(n, (LossCall, Reduce)):
+                target = next(a.name for a in n.children() if isinstance(a, Ref) and a.name in names)
+                self.report.error(f"target '{target}' is a category (an index into its categories), so arithmetic on "
+                                  f"it means nothing", span, "compare class scores with it: loss = cross_entropy")
+                raise Bail
 
     def default_pair(self, name: str, model: ModelIR, data: DataIR, span) -> tuple[Node, Node]:
         """(output, target) a catalog loss or metric compares when the spec names neither."""
@@ -251,6 +271,8 @@ class LossChecks:
                 self.report.error(message, item.span, hint)
                 raise Bail from None
             kwargs = tuple((k, v) for k, v in call.args.items() if not k.startswith("__"))
+            if kind == "same" and scaled(data.targets[0]):          # in the column's units, not the scaled ones
+                output, target = undo(data.targets[0], output), undo(data.targets[0], target)
             out.append(MetricCall(name=call.name, args=kwargs, output=output, target=target, shape=SCALAR))
         return out
 

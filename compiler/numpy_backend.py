@@ -62,12 +62,16 @@ class NumpyBackend:
         return read
 
     def const(self, value):
+        if isinstance(value, tuple):              # fitted statistics, one per element
+            return np.asarray(value, dtype=np.float64)
         return value                  # ints stay ints: label + 1 is still a label, as the checker types it
 
     def op(self, name: str):
         if name in _BINARY:
             return _quiet(_BINARY[name])
         f = FUNCTIONS[name]
+        if name == "one_hot":
+            return lambda x, n: f.numpy(np, x, n)
         return _quiet(lambda x: f.numpy(np, x))
 
     def pad(self, x, count: int):

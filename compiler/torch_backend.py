@@ -78,7 +78,7 @@ def metric_function(name: str, args: dict):
 
     def error(output, target):
         diff = output - target.reshape(output.shape).to(output.dtype)
-        per = diff.pow(2) if name == "mse" else diff.abs()
+        per = diff.pow(2) if name in ("mse", "rmse") else diff.abs()
         per_sample = per.reshape(per.shape[0], -1).mean(dim=1) if per.dim() > 1 else per
         return per_sample.sum(), per_sample.shape[0]
     return error
@@ -94,11 +94,15 @@ class TorchBackend:
         return lambda env: env[name]
 
     def const(self, value):
+        if isinstance(value, tuple):              # fitted statistics, one per element
+            return torch.tensor(value, dtype=torch.float32)
         return value                  # a Python number: ints stay ints (x ** 2 is torch's fast square)
 
     def op(self, name: str):
         if name in _BINARY:
             return _BINARY[name]
+        if name == "one_hot":
+            return lambda x, n: F.one_hot(torch.as_tensor(x).long(), n).to(torch.get_default_dtype())
         return _attr(FUNCTIONS[name].torch)
 
     def pad(self, x, count: int):

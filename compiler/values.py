@@ -292,6 +292,8 @@ class Evaluator:
             return Symbol(e.name, e.span)
         if isinstance(e, ast.Attr):
             base = e.value
+            if isinstance(base, ast.Var) and base.name in self.failed:     # its mistake was reported once
+                raise NotConstant
             if isinstance(base, ast.Var) and isinstance(self.env.get(base.name), Facts):
                 self.used.add(base.name)
                 facts = self.env[base.name]

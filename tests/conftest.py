@@ -41,3 +41,15 @@ def exported(tmp_path_factory):
             done[name] = checked, module, export_module(module, checked, None, folder / f"{name}.onnx")
         return done[name]
     return get
+
+
+@pytest.fixture(scope="session")
+def penguin_runs(tmp_path_factory):
+    """Both shipped penguin specs trained as shipped (plots off) and exported: name -> run directory."""
+    from dslc.cli import main
+    out = {}
+    for name in ("penguins_species", "penguins_mass"):
+        run = tmp_path_factory.mktemp(name) / "run"
+        assert main(["train", str(SPECS / f"{name}.dlspec"), "--out", str(run), "--quiet", "--no-plots"]) == 0
+        out[name] = run
+    return out

@@ -166,7 +166,7 @@ def chain(draw, shape: TensorShape, max_stages: int = 4):
 WEIGHTED = {"linear", "conv1d", "conv2d", "rnn", "lstm", "gru", "embedding", "batchnorm", "layernorm"}
 
 INPUTS = st.sampled_from(["f32[]", "f32[1]", "f32[4]", "f32[2, 3]", "f32[T, 1]", "f32[T, 2]", "f32[6, 1]",
-                          "f32[1, 28, 28]", "f32[784]", "f32[28, 28]", "i64[T]"])
+                          "f32[1, 28, 28]", "f32[784]", "f32[28, 28]", "i64[T]", "f32[5]"])
 
 
 def _shape(text: str) -> TensorShape:
@@ -195,6 +195,19 @@ def specs(draw):
     elif x.is_int:
         data = 'source = text_csv("nowhere.csv", max_len=7, vocab=7)'
         targets, classes = {"label": TensorShape("i64", ())}, None
+    elif x.dims == (5,):
+        # a table with category columns: one-hot vectors and fitted scaling in one feature vector
+        columns = ('c=["a", "b", "c", "a", "b", "c"], k=["u", "v", "u", "v", "v", "u"], '
+                   "a0=[0.5, -1.0, 2.0, 0.0, 1.5, -0.5], y=[1.0, 3.0, -2.0, 0.5, 4.0, 2.5]")
+        feature = draw(st.sampled_from(["[one_hot(c), standardize(a0), min_max(a0 * 2)]",
+                                        "[one_hot(c), standardize([a0, y])]",
+                                        "concat(one_hot(c), stack(a0, standardize(a0 + 1)))"]))
+        target = draw(st.sampled_from(["k", "standardize(y)", "y / 10", "min_max(exp(y))", "y"]))
+        data = f"source = table({columns})\n    inputs = [{feature}]\n    targets = [{target}]"
+        if target == "k":
+            targets, classes = {"k": TensorShape("i64", ())}, 2
+        else:
+            targets, classes = {target: TensorShape("f32", ())}, None
     elif x.symbolic or x.dims == (6, 1):
         features = x.dims[1]
         columns = ", ".join(f"c{i}=sin(t * {i + 1})" for i in range(max(features, 1) + 1))

@@ -72,11 +72,13 @@ def csv_spec(folder: Path, content: str | bytes, inputs="[x]", source='csv("data
     ("x,y\n1,2\n3\n", "row 3 has 1 cells, so column 'y'"),
     ("", "is empty: a CSV data file starts with a header row"),
     ("x,y\n", "has a header but no data rows"),
-    ("a,b\n1,2\n", "has no column 'x'"),
+
     (b"x,y\n1,2\n\xff\xfe\x00garbage\n", "is not UTF-8 text"),
-    ("x,y\n1,2\nnan,3\n", "is NaN or infinite in 1 sample(s), the first is sample 1"),
+    ("x,y\n1,2\nnan,3\n", "row 3, column 'x' is missing ('nan'); say what a missing x becomes"),
+    ("x,y\n1,2\n,3\n", "row 3, column 'x' is empty; say what a missing x becomes"),
+    ("x,y\n1,2\ninf,3\n", "is NaN or infinite in 1 sample(s), the first is sample 1"),
     ("x,y\n1,-inf\n", "target 'y' in the csv source is NaN or infinite"),
-    ("x,y\n1,2\x00\n", "holds '2\\x00', which is not a number"),
+    ("x,y\n1,2\n3,4\x00\n", "holds '4\\x00', which is not a number"),
     ("x,y\n1," + "9" * 200_000 + "\n", "target 'y' in the csv source is NaN or infinite"),    # overflows
     ("x,x,y\n1,2,3\n", "names column(s) x more than once"),
 ])
@@ -96,8 +98,11 @@ def test_missing_unreadable_and_wrongly_typed_data_files(tmp_path, capsys):
 
 
 def test_an_expression_over_a_missing_column(tmp_path, capsys):
-    line = train(capsys, csv_spec(tmp_path, "x,y,z\n1,2,3\n", inputs="[x * scale + q]"))
-    assert "has no column 'scale'" in line or "has no column 'q'" in line
+    """The file's header is read when the spec is checked: a column it lacks is a located spec error (exit 2)."""
+    err = train(capsys, csv_spec(tmp_path, "x,y,z\n1,2,3\n", inputs="[x * scale + q]"), status=2)
+    assert "data.csv has no column 'scale'" in err and "s.dlspec:3:" in err and "x, y, z" in err
+    err = train(capsys, csv_spec(tmp_path, "a,b\n1,2\n"), status=2)
+    assert "data.csv has no column 'x'" in err and not (tmp_path / "run").exists()
 
 
 def _idx(raw: Path, prefix: str, images, labels, magic=0x803, cut=0):

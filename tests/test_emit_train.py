@@ -489,6 +489,56 @@ def test_generated_columns_and_two_inputs_match_dslc(tmp_path):
     _run_text_spec(tmp_path, GENERATE_SPEC, "gen")
 
 
+TABLE_SPEC = """
+data {
+    source  = csv("shop.csv", size = category(["S", "M", "L"], fill=mode), rooms = integer(fill=mode),
+                  price = number(fill=median), fill=drop)
+    inputs  = [[one_hot(size), one_hot(colour), rooms * 1.0, standardize(price), min_max([price, rooms])]]
+    targets = [standardize(log(weight))]
+    validation = 0.25
+    batch   = 4
+    seed    = 2
+}
+model m(x: f32[10]) {
+    linear(4) tanh
+    linear(1)
+}
+train {
+    loss      = mse
+    optimizer = adam(lr=0.05)
+    epochs    = 4
+    metrics   = [rmse, mae]
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["penguins_species", "penguins_mass"])
+def test_penguin_tables_match_dslc(tmp_path, name):
+    """Categories, missing values (dropped, filled with the mode), one_hot and standardize: train.py fits them on
+    the training rows as dslc does, so the runs agree digit for digit (the mass in grams, too)."""
+    epochs = {"penguins_species": "epochs    = 40", "penguins_mass": "epochs    = 60"}[name]
+    checked = checked_spec(tmp_path, name, replace={epochs: "epochs    = 4"})
+    assert_same_run(run_dslc(checked), run_ejected(checked, tmp_path / "ejected", []), exact=True)
+
+
+def test_a_table_with_every_kind_and_fill_matches_dslc(tmp_path):
+    rows = ["size,colour,rooms,price,weight"]
+    sizes, colours = ["S", "M", "L", "", "M"], ["red", "blue", "green"]
+    for i in range(30):
+        price = "NA" if i % 7 == 3 else f"{50 + 13 * (i % 9)}.5"
+        rooms = "" if i % 11 == 5 else str(1 + i % 4)
+        colour = "" if i == 17 else colours[i % 3]          # dropped (the source's fill=drop)
+        rows.append(f"{sizes[i % 5]},{colour},{rooms},{price},{10 + i * 1.5}")
+    (tmp_path / "shop.csv").write_text("\n".join(rows) + "\n")
+    _run_text_spec(tmp_path, TABLE_SPEC, "shop")
+
+
+def test_image_folder_matches_dslc(tmp_path):
+    from tests_images import SPEC, picture_folder
+    picture_folder(tmp_path / "pictures", per_class=6)
+    _run_text_spec(tmp_path, SPEC.replace("epochs    = 12", "epochs    = 3"), "colours")
+
+
 def test_char_text_csv_matches_dslc(tmp_path):
     rows = ["review,mood", "Great fun!,up", "dull and slow,down", "A joy,up", "meh,flat", "Loved it,up",
             "boring...,down", "\"so, so good\",up", "not for me,down", "okay I guess,flat", "Wow!,up"]

@@ -116,6 +116,8 @@ REFERENCES = {
     "resnet_mnist": lambda checked: ResNet(),
     "char_gpt": lambda checked: GPT(checked.data.source.facts["vocab"]),
     "fused_mnist": lambda checked: Fused(),
+    "penguins_species": lambda checked: nn.Sequential(nn.Linear(9, 16), nn.ReLU(), nn.Linear(16, 3)),
+    "penguins_mass": lambda checked: nn.Sequential(nn.Linear(11, 16), nn.ReLU(), nn.Linear(16, 1)),
 }
 SPEC_FILES = sorted(SPECS.glob("*.dlspec"))
 

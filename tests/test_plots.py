@@ -30,6 +30,8 @@ GOLDEN = {
     "dropout_overfit": ["curves", "fit", "variant_losses"],
     "gru_text": ["curves", "confusion", "embedding"],
     "lstm_mnist": ["curves", "confusion", "predictions", "embedding"],
+    "penguins_mass": ["curves", "actual_predicted"],
+    "penguins_species": ["curves", "confusion", "embedding"],
     "rnn_sin_cos": ["curves", "sequence"],
     "thermometer": ["curves", "fit", "variant_losses"],
 }
@@ -37,7 +39,7 @@ GOLDEN = {
 # Short runs: enough steps for a few events, few enough to keep the suite fast.
 STEPS = {"thermometer": 50, "dropout_overfit": 50, "rnn_sin_cos": 30, "autoencoder_mnist": 20, "cnn_mnist": 10,
          "cnn_batchnorm": 10, "lstm_mnist": 10, "gru_text": 3, "char_gpt": 3, "fused_mnist": 10, "resnet_mnist": 5,
-         "vit_mnist": 5}
+         "vit_mnist": 5, "penguins_mass": 20, "penguins_species": 20}
 
 
 def assert_png(path, size) -> None:

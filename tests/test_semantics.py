@@ -25,6 +25,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from conftest import SPECS
+from dslc.compiler import fitting
 from dslc.compiler.build import build_model, build_optimizer
 from dslc.compiler.check import check, check_all
 from dslc.compiler.emit_expr import SourceExpr
@@ -37,6 +38,7 @@ from dslc.dsl.diagnostics import Source
 from dslc.dsl.parse import parse
 from dslc.dsl.read import read_spec
 from dslc.errors import SpecError
+from dslc.runtime.data.dataset import fitted_spec
 from dslc.runtime.training.loss import make_loss, make_metrics
 from spec_strategies import specs
 
@@ -121,7 +123,32 @@ def _close(got, want, what: str) -> None:
 # ---------------------------------------------------------------- the property
 
 
+def synthetic_columns(checked, rng: np.random.Generator, rows: int = 4) -> dict:
+    """Random values for every column the data block reads: category indices within their categories."""
+    data = checked.data
+    columns = data.source.columns or {}
+    categories = data.source.facts.get("categories") or {}
+    values = {}
+    for name in data.columns_read:
+        shape = columns.get(name)
+        dims = (rows,) + (tuple(d if isinstance(d, int) else 3 for d in shape.dims) if shape is not None else ())
+        if shape is not None and shape.is_int:
+            values[name] = rng.integers(0, len(categories[name]) if categories.get(name) else 5, dims)
+        else:
+            values[name] = rng.normal(size=dims)
+    return values
+
+
+def fitted(checked, seed: int = 0):
+    """The spec with its standardize/min_max statistics fitted on synthetic columns, as loading the data does."""
+    if not fitting.fitted_nodes(checked.data.inputs + checked.data.targets):
+        return checked
+    columns = synthetic_columns(checked, np.random.default_rng(seed + 1), rows=6)
+    return fitted_spec(checked, fitting.fit(checked.data.inputs + checked.data.targets, columns, 6))
+
+
 def assert_semantics(checked, seed: int = 0, eject_dir: Path | None = None) -> None:
+    checked = fitted(checked, seed)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model_ir = checked.model
@@ -196,13 +223,8 @@ def _emit_name(ref: Ref) -> str:
 def assert_data_backends_agree(checked, rng: np.random.Generator) -> None:
     """Inputs and targets over random columns: numpy (data loading, serving) and torch compute the same."""
     data = checked.data
-    columns = data.source.columns or {}
     rows = 4
-    values = {}
-    for name in data.columns_read:
-        shape = columns.get(name)
-        dims = (rows,) + (tuple(d if isinstance(d, int) else 3 for d in shape.dims) if shape is not None else ())
-        values[name] = rng.integers(0, 5, dims) if shape is not None and shape.is_int else rng.normal(size=dims)
+    values = synthetic_columns(checked, rng, rows)
     for node in data.inputs + data.targets:
         if any(isinstance(n, Generate) for n in walk(node)):
             continue

@@ -486,20 +486,24 @@ def test_server_answers_refuses_and_survives(server):
 
 
 def readme_examples():
-    """(command, expected output) for each `$ curl` line of the README's Serving section."""
+    """(model, command, expected output) for each `$ curl` line of the README's Serving section; the model is
+    the one the last `$ dslc serve PATH` before it serves (a path naming a shipped spec, else the thermometer)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Serving\n", 1)[1].split("\n## ", 1)[0]
     examples = []
-    for block in re.findall(r"```console\n(.*?)```", section, flags=re.S):
+    model = "thermometer"
+    for kind, block in re.findall(r"```(\w*)\n(.*?)```", section, flags=re.S):
         lines = block.splitlines()
         for i, line in enumerate(lines):
-            if line.startswith("$ curl"):
+            if line.startswith("$ dslc serve "):
+                model = next((name for name in ("penguins_species", "penguins_mass") if name in line), "thermometer")
+            if line.startswith("$ curl") and kind == "console":
                 output = []
                 for following in lines[i + 1:]:
                     if following.startswith("$ "):
                         break
                     output.append(following)
-                examples.append((line[2:], "\n".join(output).strip()))
+                examples.append((model, line[2:], "\n".join(output).strip()))
     return examples
 
 
@@ -523,26 +527,136 @@ def same_shape(got, want, path="$"):
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_readme_curl_examples_work_as_shown(models, tmp_path):
+def test_the_readme_curl_examples_work_as_shown(models, penguin_runs, tmp_path):
     examples = readme_examples()
-    assert len(examples) >= 4
-    with open(tmp_path / "server.log", "w") as log:
-        running = Server(models["thermometer"], log=log)
-        try:
-            for command, expected in examples:
-                argv = shlex.split(command.replace("localhost:8000", f"127.0.0.1:{running.port}"))
-                if "-w" not in argv:
-                    argv[1:1] = ["-w", r"\n%{http_code}"]
-                result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-                assert result.returncode == 0, (command, result.stderr)
-                body, _, code = result.stdout.rpartition("\n")
-                assert code in ("200", "400"), (command, result.stdout)
-                if expected.startswith("{") or expected.startswith("["):
-                    same_shape(json.loads(body), json.loads(expected))
-                elif expected:
-                    assert body.startswith(expected), (command, body)
-        finally:
-            running.stop()
+    assert len(examples) >= 4 and {m for m, _, _ in examples} == {"thermometer", "penguins_species", "penguins_mass"}
+    paths = {"thermometer": models["thermometer"], **{k: v / "model.onnx" for k, v in penguin_runs.items()}}
+    for name in paths:
+        with open(tmp_path / f"{name}.log", "w") as log:
+            _run_examples(Server(paths[name], log=log), [(c, e) for m, c, e in examples if m == name])
+
+
+def _run_examples(running, examples):
+    """Each (command, expected output) against the running server, which is stopped afterwards."""
+    try:
+        for command, expected in examples:
+            argv = shlex.split(command.replace("localhost:8000", f"127.0.0.1:{running.port}"))
+            if "-w" not in argv:
+                argv[1:1] = ["-w", r"\n%{http_code}"]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            assert result.returncode == 0, (command, result.stderr)
+            body, _, code = result.stdout.rpartition("\n")
+            assert code in ("200", "400"), (command, result.stdout)
+            if expected.startswith("{") or expected.startswith("["):
+                same_shape(json.loads(body), json.loads(expected))
+            elif expected:
+                assert body.startswith(expected), (command, body)
+    finally:
+        running.stop()
+
+
+# ---------------------------------------------------------------- tabular models: raw records in, names and units out
+
+
+@pytest.fixture(scope="module")
+def tabular(penguin_runs):
+    """name -> (TestClient, InferenceSession) of the trained penguin models."""
+    sessions = {name: session(run / "model.onnx") for name, run in penguin_runs.items()}
+    opened = {name: app_client(s) for name, s in sessions.items()}
+    for client in opened.values():
+        client.__enter__()
+    yield {name: (opened[name], sessions[name]) for name in sessions}
+    for client in opened.values():
+        client.__exit__(None, None, None)
+
+
+PENGUIN = {"island": "Biscoe", "sex": "male", "bill_length_mm": 50.0, "bill_depth_mm": 16.3,
+           "flipper_length_mm": 230, "body_mass_g": 5700}
+
+
+def test_tabular_records_get_class_names_and_values_in_the_targets_units(tabular):
+    from dslc.runtime.data.preprocessing import prepare_inputs
+    from dslc.runtime.serving.predict import model_outputs
+    client, model = tabular["penguins_species"]
+    adelie = {"island": "Torgersen", "sex": "female", "bill_length_mm": 38.0, "bill_depth_mm": 18.5,
+              "flipper_length_mm": 185, "body_mass_g": 3400}
+    for payload in ([PENGUIN, adelie], {"instances": [PENGUIN, adelie]}):
+        status, body = post(client, payload)
+        assert status == 200, body
+        assert [p["label"] for p in body["predictions"]] == ["Gentoo", "Adelie"]
+        assert set(body["predictions"][0]["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    status, body = post(client, PENGUIN)                       # one record alone
+    assert status == 200 and body["predictions"][0]["label"] == "Gentoo"
+    columns = {k: [PENGUIN[k], adelie[k]] for k in PENGUIN}
+    status, body = post(client, {"columns": columns})          # the same as columns
+    assert status == 200 and [p["label"] for p in body["predictions"]] == ["Gentoo", "Adelie"], body
+    status, body = post(client, {"columns": {**columns, "island": ["Biscoe", "Mars"]}})
+    assert status == 400 and body["error"].startswith("columns[1].island: unknown category 'Mars'"), body
+    client, model = tabular["penguins_mass"]
+    record = {k: v for k, v in PENGUIN.items() if k != "body_mass_g"} | {"species": "Gentoo"}
+    status, body = post(client, [record, {**record, "sex": None}])          # a missing sex is filled as in training
+    assert status == 200, body
+    grams = [p["output"][0] for p in body["predictions"]]
+    want = model_outputs(model, model.run(prepare_inputs([record, {**record, "sex": None}], model.preprocessing)))[0]
+    assert grams == pytest.approx(want.reshape(-1).tolist(), rel=1e-5)
+    assert 4500 < grams[0] < 6500                              # grams, not standard deviations
+    metadata = client.get("/metadata").json()
+    assert metadata["preprocessing"]["output_units"]["output"]["column"] == "body_mass_g"
+
+
+@pytest.mark.parametrize("model, payload, message", [
+    ("penguins_species", [{**PENGUIN, "island": "Atlantis"}],
+     "records[0].island: unknown category 'Atlantis'; the model knows 'Biscoe', 'Dream', 'Torgersen'"),
+    ("penguins_species", [PENGUIN, {k: v for k, v in PENGUIN.items() if k != "sex"}],
+     "records[1] has no field 'sex'; the model reads island, sex, "),
+    ("penguins_species", [{**PENGUIN, "sex": None}],
+     "records[0].sex is null, and the model was trained with no missing sex"),
+    ("penguins_species", [{**PENGUIN, "bill_length_mm": "long"}], "records[0].bill_length_mm must be a number"),
+    ("penguins_species", [{**PENGUIN, "bill_length_mm": None}], "records[0].bill_length_mm must be a number"),
+    ("penguins_species", {**PENGUIN, "beak": 1}, "unknown field(s) 'beak'"),
+    ("penguins_mass", [{k: v for k, v in PENGUIN.items() if k != "body_mass_g"} | {"species": "Emperor"}],
+     "records[0].species: unknown category 'Emperor'"),
+])
+def test_tabular_refusals_name_the_field(tabular, model, payload, message):
+    status, body = post(tabular[model][0], payload)
+    assert status == 400, body
+    assert message in body["error"], body["error"]
+
+
+def test_tabular_openapi_lists_the_categories(tabular):
+    client, _ = tabular["penguins_mass"]
+    document = client.get("/openapi.json").json()
+    record = document["components"]["schemas"]["Record"]
+    assert record["properties"]["island"]["enum"] == ["Biscoe", "Dream", "Torgersen"]
+    assert "null: filled as in training" in record["properties"]["sex"]["description"]
+    assert record["required"] == ["species", "island", "sex", "bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+
+
+def test_image_folder_models_take_pictures_of_any_size(tmp_path):
+    """A model trained on an image_folder answers base64 files and pixel arrays of any size, resized as in
+    training; what is not a picture gets a 400 naming the field."""
+    import base64
+    import io
+    from tests_images import picture_folder, train_images
+    run = train_images(tmp_path, picture_folder(tmp_path / "pictures"))
+    with app_client(session(run / "model.onnx")) as client:
+        files = sorted((tmp_path / "pictures" / "red").iterdir())[:2] + sorted((tmp_path / "pictures" / "blue").iterdir())[:2]
+        payload = [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]
+        payload.append({"image": np.full((40, 23, 3), (210, 20, 20), dtype=np.uint8).tolist()})
+        status, body = post(client, payload)
+        assert status == 200, body
+        assert [p["label"] for p in body["predictions"]] == ["red", "red", "blue", "blue", "red"]
+        for bad, message in (("####", "records[0].image must be an image file in base64"),
+                             (base64.b64encode(b"not a picture").decode(), "records[0].image is not a readable image"),
+                             ([[300]], "records[0].image must hold pixel values 0-255")):
+            status, body = post(client, [{"image": bad}])
+            assert status == 400 and message in body["error"], body
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["Record"]["properties"]["image"]
+        assert "base64" in schema["description"]
+        buffer = io.BytesIO()
+        Image.new("RGB", (7, 90), (20, 20, 210)).save(buffer, "JPEG")
+        status, body = post(client, {"image": base64.b64encode(buffer.getvalue()).decode()})
+        assert status == 200 and body["predictions"][0]["label"] == "blue"
 
 
 # ---------------------------------------------------------------- records with categories (tabular models)

@@ -22,7 +22,8 @@ BROKEN = sorted(p for p in (ROOT / "tests" / "broken").iterdir() if p.suffix in 
 # Parameter counts of the shipped specs, as README's table (and `dslc show`) give them.
 PARAMETERS = {"thermometer": 2, "cnn_mnist": 28_938, "cnn_batchnorm": 29_034, "lstm_mnist": 24_714,
               "rnn_sin_cos": 1_153, "autoencoder_mnist": 219_891, "dropout_overfit": 91_201, "gru_text": 2_473_802,
-              "vit_mnist": 71_946, "resnet_mnist": 14_362, "char_gpt": 117_350, "fused_mnist": 75_898}
+              "vit_mnist": 71_946, "resnet_mnist": 14_362, "char_gpt": 117_350, "fused_mnist": 75_898,
+              "penguins_species": 211, "penguins_mass": 209}
 
 
 def check_json(path: Path) -> list[dict]:

@@ -88,14 +88,16 @@ def _positive(text: str) -> int:
 
 
 def cmd_train(args) -> int:
-    if args.print_config:
-        from dslc.runtime.session.plan import resolved_config
-        sys.stdout.write(resolved_config(plan_from_args(args)))
-        return 0
+    from dslc.compiler.data_files import data_root
     from dslc.runtime.training.run_claim import release_runs
     status = None
     try:
-        status = _cmd_train(args)
+        with data_root(args.data_root):          # the checker reads a table's header where the loader will
+            if args.print_config:
+                from dslc.runtime.session.plan import resolved_config
+                sys.stdout.write(resolved_config(plan_from_args(args)))
+                return 0
+            status = _cmd_train(args)
         return status
     finally:                                       # a new run that failed before it started training goes
         release_runs(discard_unstarted=status not in (0, *EXIT_INTERRUPTED.values()))

@@ -127,10 +127,11 @@ def _data_class():
     from dslc.compiler.data_sources import DATA_SOURCES
     fields = {
         "source": (_choice(DATA_SOURCES, "the data source", 'mnist(root="data/mnist")'), ...),
-        "inputs": (Union[list[Union[Expression, Number]], Expression],
-                   Field(None, description="the model's inputs as expressions over the source's columns",
-                         examples=[["t_u * 0.1"]])),
-        "targets": (Union[list[Union[Expression, Number]], Expression],
+        "inputs": (Union[list[Union[Expression, Number, list[Union[Expression, Number]]]], Expression],
+                   Field(None, description="the model's inputs as expressions over the source's columns; a list "
+                                           "in the list is one feature vector",
+                         examples=[["t_u * 0.1"], [["one_hot(island)", "standardize(bill_length_mm)"]]])),
+        "targets": (Union[list[Union[Expression, Number, list[Union[Expression, Number]]]], Expression],
                     Field(None, description="the targets as expressions over the columns", examples=[["t_c"]])),
         "batch": (Union[PositiveInt, Literal["all"], Expression],
                   Field(None, description="samples per batch, or `all` for the whole set", examples=[64, "all"])),

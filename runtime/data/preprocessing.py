@@ -1,11 +1,16 @@
 """What turns raw inputs into model inputs, recorded at training time and replayed at prediction time.
 
-`preprocessing_for(checked, facts)` writes the recipe as a JSON-able dict (kept
-in summary.json and in the ONNX metadata); `prepare_inputs(raw, preprocessing)`
-applies it to an image array (0-255 or already in [0, 1]), a dict of numeric
-columns, or a list of strings, and returns one array per model input with a
-leading batch axis. numpy only (the IR's numpy backend replays the recorded
-input expressions); never torch.
+`preprocessing_for(checked, facts, recipes, targets, stats)` writes the recipe as
+a JSON-able dict (kept in summary.json and in the ONNX metadata): the model
+inputs' expressions over the raw columns with their fitted statistics (IR), each
+table column's recipe (kind, categories, fill value: runtime/data/columns.py),
+and for a target scaled from a column the expression that brings the output back
+to that column's units. `prepare_inputs(raw, preprocessing)` applies it to an
+image array (0-255 or already in [0, 1]), a dict of columns (numbers, category
+names; None or NaN where a value is missing), a list of records, or a list of
+strings, and returns one array per model input with a leading batch axis;
+`to_target_units(outputs, preprocessing)` converts the outputs. numpy only (the
+IR's numpy backend replays the recorded expressions); never torch.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import numpy as np
 
 from dslc.errors import UserError
 from dslc.compiler.shapes import DTYPES
-from dslc.compiler.ir import expr_text, from_json, refs, to_json
-from dslc.compiler.numpy_backend import evaluate_column
+from dslc.compiler.ir import Fitted, Ref, expr_text, from_json, refs, to_json, walk
+from dslc.compiler.numpy_backend import evaluate, evaluate_column
 
+from dslc.runtime.data import columns as columns_lib
 from dslc.runtime.data import text as text_lib
 
 
@@ -30,11 +36,15 @@ class InputError(UserError, ValueError):
 # ---------------------------------------------------------------- the recipe
 
 
-def preprocessing_for(checked, facts: dict) -> dict:
+def preprocessing_for(checked, facts: dict, recipes: dict | None = None, targets=None, stats=None) -> dict:
     """The preprocessing dict for a checked spec, given the data facts (check-time facts updated by the loader).
 
     `input_ir` holds each model input's expression over the raw columns as serialised IR (compiler/ir.py
     `to_json`), which prediction replays with the numpy backend; `input_exprs` the same as text, for people.
+    `recipes` are the fitted column recipes of a table source; `targets` (the spec's target expressions, before
+    fitting) and `stats` (their fitted statistics) give `output_units`: per output, the expression that brings
+    it back to the units of the column its target was scaled from. `fitted` says whether the statistics are in
+    (a spec exported without its training run has none, and cannot prepare raw inputs).
     """
     data, model = checked.data, checked.model
     kind = facts.get("kind", "table")
@@ -50,7 +60,9 @@ def preprocessing_for(checked, facts: dict) -> dict:
             dims[0] = "T"          # windows have a fixed length in training; any length at prediction
         column_shapes[name] = dims
     n_out = len(model.outputs)
-    return {
+    outputs = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+    recipes = {c: recipes[c] for c in raw_columns if c in (recipes or {})}
+    out = {
         "kind": kind,
         "inputs": [{"name": n, "dtype": DTYPES[s.dtype], "shape": list(s.dims)} for n, s in model.inputs.items()],
         "outputs": ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)],
@@ -62,7 +74,50 @@ def preprocessing_for(checked, facts: dict) -> dict:
         "tokenizer": facts.get("tokenizer"),
         "labels": list(facts["labels"]) if facts.get("labels") is not None else None,
         "task": _task(checked),
+        "fitted": not any(isinstance(n, Fitted) for node in data.inputs for n in walk(node)),
     }
+    if facts.get("image"):            # an image_folder's transform: any picture becomes what training read
+        out["image"] = dict(facts["image"])
+    if recipes:
+        out["recipes"] = recipes
+        out["categories"] = {c: r["categories"] for c, r in recipes.items() if "categories" in r}
+        out["fills"] = {c: r["fill"] for c, r in recipes.items() if r.get("fill") is not None}
+    units = _output_units(targets if targets is not None else data.targets, outputs, stats)
+    if units:
+        out["output_units"] = units
+    return out
+
+
+def _output_units(targets, outputs: list[str], stats) -> dict:
+    """{output: {"column": ..., "ir": ...}} for a one-output model whose one target is scaled from a column."""
+    from dslc.compiler import target_units
+    if len(targets) != 1 or len(outputs) != 1 or not target_units.scaled(targets[0]):
+        return {}
+    target = targets[0]
+    y = Ref(name=outputs[0], role="output", shape=target.shape, batched=True)
+    inverse = target_units.undo(target, y)
+    if stats is not None:
+        from dslc.compiler.fitting import resolve
+        inverse = resolve(inverse, stats)
+    if any(isinstance(n, Fitted) for n in walk(inverse)):
+        return {}
+    return {outputs[0]: {"column": target_units.column_of(target), "target": expr_text(target),
+                         "expr": expr_text(inverse), "ir": to_json(inverse)}}
+
+
+def to_target_units(outputs: list[np.ndarray], preprocessing: dict, names: list[str]) -> list[np.ndarray]:
+    """Outputs with each scaled one converted to the units of its target's column (the others unchanged)."""
+    units = (preprocessing or {}).get("output_units") or {}
+    if not units:
+        return outputs
+    out = []
+    for name, value in zip(names, outputs):
+        if name in units:
+            converted = evaluate(from_json(units[name]["ir"]), {name: np.asarray(value, dtype=np.float64)},
+                                 len(value))
+            value = np.asarray(converted, dtype=np.float32).reshape(np.shape(value))
+        out.append(value)
+    return out
 
 
 def _task(checked) -> str:
@@ -132,13 +187,19 @@ def fit_shape(values, dims, what: str, n: int | None = None) -> np.ndarray:
 # ---------------------------------------------------------------- applying the recipe
 
 
-def prepare_inputs(raw: Any, preprocessing: dict) -> list[np.ndarray]:
-    """Model inputs (one array per input, [N, *dims], the declared dtype) from raw inputs."""
-    columns = _raw_columns(raw, preprocessing)
-    n = len(next(iter(columns.values())))
+def prepare_inputs(raw: Any, preprocessing: dict, field=None) -> list[np.ndarray]:
+    """Model inputs (one array per input, [N, *dims], the declared dtype) from raw inputs.
+
+    `field(i, column)` names sample i's value of a column in messages (a file row, a request's field);
+    by default `row i+1, column 'x'`."""
     if "input_ir" not in preprocessing:
         raise InputError("this model was exported by an older dslc that did not record its input expressions; "
                          "export it again with `dslc export RUN`")
+    if preprocessing.get("fitted") is False:
+        raise InputError("this model was exported without its training run, so the statistics its inputs are "
+                         "scaled with (standardize, min_max) are unknown; export it from the run: `dslc export RUN`")
+    columns = _raw_columns(raw, preprocessing, field or (lambda i, c: f"row {i + 1}, column '{c}'"))
+    n = len(next(iter(columns.values())))
     out = []
     for data, spec in zip(preprocessing["input_ir"], preprocessing["inputs"]):
         value = evaluate_column(from_json(data), columns, n)
@@ -149,11 +210,15 @@ def prepare_inputs(raw: Any, preprocessing: dict) -> list[np.ndarray]:
     return out
 
 
-def _raw_columns(raw: Any, pre: dict) -> dict[str, np.ndarray]:
-    """The raw input as named columns, each with a sample axis and the shape training saw."""
+def _raw_columns(raw: Any, pre: dict, field) -> dict[str, np.ndarray]:
+    """The raw input as named columns, each with a sample axis and the shape training saw (a table's columns
+    encoded with their recipes: categories as indices, missing values filled)."""
     names = pre["columns"]
     if pre["kind"] == "text":
         return {names[0]: _encode_texts(raw, pre)}
+    if pre["kind"] == "image" and pre.get("image"):
+        return {names[0]: _pictures(raw, names[0], pre["image"], field)}
+    recipes = pre.get("recipes") or {}
     if isinstance(raw, dict):
         given = dict(raw)
     elif isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
@@ -170,6 +235,14 @@ def _raw_columns(raw: Any, pre: dict) -> dict[str, np.ndarray]:
         raise InputError(f"missing input column(s) {', '.join(missing)}; the model reads {', '.join(names)}")
     columns, rows = {}, None
     for name in names:
+        if name in recipes:
+            values = _encoded(given[name], recipes[name], name, field)
+            if rows is not None and len(values) != rows:
+                raise InputError(f"the columns have different numbers of samples ({rows} and {len(values)} for "
+                                 f"'{name}')")
+            rows = len(values)
+            columns[name] = values
+            continue
         try:
             values = np.asarray(given[name])
         except ValueError:
@@ -185,6 +258,84 @@ def _raw_columns(raw: Any, pre: dict) -> dict[str, np.ndarray]:
         rows = len(values)
         columns[name] = values
     return columns
+
+
+def _pictures(raw, name: str, spec: dict, field) -> np.ndarray:
+    """Pictures of any size (file paths, file bytes, pixel arrays [H, W] or [H, W, C]; a batch of them) through
+    the recorded image transform: [N, C, H, W] as training read them."""
+    from dslc.runtime.data import images
+    if isinstance(raw, dict):
+        if name not in raw:
+            raise InputError(f"missing input column(s) {name}; the model reads {name}")
+        raw = raw[name]
+    elif isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
+        missing = [i for i, r in enumerate(raw) if name not in r]
+        if missing:
+            raise InputError(f"row {missing[0]} lacks a column; each row needs {name}")
+        raw = [r[name] for r in raw]
+    if isinstance(raw, np.ndarray):
+        if raw.ndim == 2:
+            items = [raw]
+        elif raw.ndim in (3, 4):
+            items = list(raw)              # [N, H, W] grey or [N, H, W, C] colour
+        else:
+            raise InputError(f"pictures are [height, width] or [N, height, width(, channels)] pixel arrays; got "
+                             f"shape {list(raw.shape)}")
+    elif isinstance(raw, (str, bytes, bytearray)) or hasattr(raw, "__fspath__"):
+        items = [raw]
+    elif isinstance(raw, (list, tuple)) and raw:
+        items = list(raw)
+    else:
+        raise InputError("give pictures as files, file bytes or pixel arrays")
+    try:
+        return images.prepare(items, spec, lambda i: field(i, name))
+    except UserError as err:
+        raise InputError(str(err)) from None
+
+
+def _encoded(values, recipe: dict, name: str, field) -> np.ndarray:
+    """One table column's raw values (numbers or names, None/NaN missing) encoded with its recipe."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    kind = recipe["kind"]
+    n = len(values)
+    missing = np.zeros(n, dtype=bool)
+    if kind == "text":
+        out = np.empty(n, dtype=object)
+        for i, v in enumerate(values):
+            if v is None:
+                missing[i] = True
+            elif isinstance(v, str):
+                out[i] = v
+            else:
+                raise InputError(f"{field(i, name)} must be a text, not {v!r}")
+    elif kind == "category":
+        out = np.empty(n, dtype=object)
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                missing[i] = True
+            elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                out[i] = columns_lib.category_name(v)
+            else:
+                raise InputError(f"{field(i, name)} must be one of its categories, not {v!r}")
+    else:
+        out = np.zeros(n, dtype=np.float64 if kind == "number" else np.int64)
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                missing[i] = True
+            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+                if kind == "integer" and not float(v).is_integer():
+                    raise InputError(f"{field(i, name)} must be a whole number, not {v!r}")
+                out[i] = v
+            else:
+                raise InputError(f"{field(i, name)} must be a number, not {v!r}")
+    parsed = columns_lib.Parsed(kind, out, missing, [None] * n)
+    try:
+        return columns_lib.encode_values(parsed, recipe, lambda i: field(i, name), name)
+    except UserError as err:
+        raise InputError(str(err)) from None
 
 
 def _scaled_image(values: np.ndarray, scale: float) -> np.ndarray:

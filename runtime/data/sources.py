@@ -11,8 +11,6 @@ back to a bundled sample. Nothing here splits, batches or knows about models;
 
 from __future__ import annotations
 
-import bz2
-import csv
 import gzip
 import hashlib
 import os
@@ -24,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dslc.compiler.column_kinds import MISSING
+from dslc.compiler.data_files import bundled, data_file, read_csv
+from dslc.compiler.numpy_backend import evaluate_column
 from dslc.errors import UserError
 
 from dslc.runtime.data import text as text_lib
-from dslc.compiler.numpy_backend import evaluate_column
+from dslc.runtime.data.columns import Table
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 MNIST_SAMPLE = SAMPLES / "mnist5k"
@@ -44,6 +45,7 @@ class LoadContext:
     download: bool = True                   # may a loader fetch missing data from the network
     seed: int | tuple = 0                   # seeds random columns when the source gives no seed
     like: dict | None = None                # a split's source: the training source's facts (vocabulary, labels)
+    facts: dict | None = None               # what `dslc check` found (an image folder's classes, ...)
 
     def folder(self, root: str) -> Path:
         """The data folder a source with a `root` argument reads: the override, else the spec's root."""
@@ -54,10 +56,7 @@ class LoadContext:
 
     def file(self, path: str) -> Path:
         """The file a source with a `path` argument reads: in the override folder (by name), else the spec's path."""
-        given = Path(path).expanduser()
-        if self.data_root is not None:
-            return self.data_root if self.data_root.is_file() else self.data_root / given.name
-        return given if given.is_absolute() else self.spec_dir / given
+        return data_file(path, self.spec_dir, self.data_root)
 
 
 @dataclass
@@ -67,10 +66,12 @@ class SourceData:
     root: str | None = None                 # the folder or file read
     notice: str | None = None               # a fallback the user should know about
     test: dict[str, np.ndarray] | None = None   # the source's own test set (MNIST's t10k)
-    bad_columns: dict[str, str] = field(default_factory=dict)   # column -> why it cannot be used as numbers
+    table: Table | None = None              # a table source's raw cells (runtime/data/columns.py reads them)
 
     @property
     def rows(self) -> int:
+        if self.table is not None:
+            return self.table.rows
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
@@ -237,12 +238,46 @@ def _scaled(images: np.ndarray, scale: float) -> np.ndarray:
     return out.reshape(images.shape[0], 1, *images.shape[1:])
 
 
+# ---------------------------------------------------------------- folders of pictures
+
+
+def load_image_folder(args: dict, ctx: LoadContext) -> SourceData:
+    """Every picture under root/<class>/, transformed as declared (runtime/data/images.py); labels by class."""
+    from dslc.runtime.data import images
+    root = ctx.folder(args["root"])
+    if not root.is_dir():
+        raise UserError(f"image_folder: no folder {root}" + (" (it is a file)" if root.exists() else ""))
+    spec = (ctx.like or {}).get("image") or _image_spec(args)
+    classes = (ctx.like or {}).get("labels") or args.get("classes")
+    if classes is None:
+        found = images.class_folders(root)
+        checked = (ctx.facts or {}).get("labels")
+        if not found:
+            raise UserError(f"image_folder: {root} has no class folders (one folder of pictures per class)")
+        if checked is not None and list(checked) != found:
+            raise UserError(f"image_folder: the class folders under {root} ({', '.join(found)}) differ from those "
+                            f"`dslc check` found ({', '.join(checked)}): check the spec again, or give the classes")
+        classes = found
+    x, y, files = images.load_folder(root, spec, list(classes))
+    return SourceData(columns={"image": x, "label": y},
+                      facts={"kind": "image", "labels": list(classes), "classes": len(classes), "image": spec,
+                             "files": len(files)}, root=str(root))
+
+
+def _image_spec(args: dict) -> dict:
+    size = [args["size"]] * 2 if isinstance(args["size"], int) else list(args["size"])
+    size = size * 2 if len(size) == 1 else size
+    return {"size": size, "channels": args["channels"], "mean": args.get("mean"), "std": args.get("std")}
+
+
 # ---------------------------------------------------------------- columns written in the spec
 
 
 def load_table(args: dict, ctx: LoadContext) -> SourceData:
-    columns = {name: np.asarray(values, dtype=np.float64) for name, values in args["columns"].items()}
-    return SourceData(columns=columns, facts={"kind": "table"})
+    """The columns written in the spec: numbers, or names (a category column)."""
+    cells = {name: list(values) for name, values in args["columns"].items()}
+    table = Table("the table source", cells, None, MISSING, list(cells))
+    return SourceData(columns={}, facts={"kind": "table"}, table=table)
 
 
 def load_generate(args: dict, ctx: LoadContext) -> SourceData:
@@ -278,44 +313,6 @@ def _one_per_row(values: np.ndarray, name: str, n: int) -> np.ndarray:
 # ---------------------------------------------------------------- CSV files
 
 
-def _open_text(path: Path):
-    """A text stream for a .csv, .csv.gz or .csv.bz2 file (UTF-8, a BOM is skipped)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file, with one clear error for each way it can be unreadable."""
-    if not path.exists():
-        raise UserError(f"no such data file: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a CSV file")
-    if len(delimiter) != 1:
-        raise UserError(f"the CSV delimiter must be one character, not {delimiter!r}")
-    csv.field_size_limit(1 << 30)
-    try:
-        with _open_text(path) as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            header = next(reader, None)
-            rows = list(reader)
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except csv.Error as err:
-        raise UserError(f"{path}: not valid CSV: {err}") from None
-    except (OSError, EOFError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
-    if header is None or not any(h.strip() for h in header):
-        raise UserError(f"{path} is empty: a CSV data file starts with a header row naming its columns")
-    header = [h.strip() for h in header]
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise UserError(f"{path} has a header but no data rows")
-    return header, rows
-
-
 def _column_index(path: Path, header: list[str], name: str) -> int:
     if name not in header:
         from dslc.dsl.diagnostics import did_you_mean
@@ -325,52 +322,38 @@ def _column_index(path: Path, header: list[str], name: str) -> int:
     return header.index(name)
 
 
-def _numbers(path: Path, header: list[str], rows: list[list[str]], name: str) -> np.ndarray | str:
-    """The column as float64, or the reason it is not numeric (naming the first bad cell)."""
-    i = _column_index(path, header, name)
-    out = np.empty(len(rows), dtype=np.float64)
-    for r, row in enumerate(rows):
-        cell = row[i].strip() if i < len(row) else None
-        line = r + 2
-        if cell is None:
-            return f"{path}: row {line} has {len(row)} cells, so column '{name}' (number {i + 1}) is missing"
-        try:
-            out[r] = float(cell)
-        except ValueError:
-            what = "is empty" if not cell else f"holds {cell!r}, which is not a number"
-            return f"{path}: row {line}, column '{name}' {what}"
-    return out
+def _sample(path: Path, source: str) -> tuple[Path, str | None]:
+    """`path`, or the bundled copy of a file of that name when `path` is not there (with a notice)."""
+    sample = bundled(path)
+    if sample is None:
+        return path, None
+    return sample, _notify(f"{source}: {path} does not exist; using the bundled copy {sample}")
 
 
 def load_csv(args: dict, ctx: LoadContext) -> SourceData:
-    """Numeric columns by header name: the listed `columns`, else every column (non-numeric ones unusable)."""
-    path = ctx.file(args["path"])
-    header, rows = _read_csv(path, args.get("delimiter") or ",")
-    names = args.get("columns") or header
+    """The raw cells of a CSV file, by header name: the listed `columns`, else every column. What each column
+    is (numbers, categories) and what its missing cells become is the data's recipe (runtime/data/columns.py)."""
+    path, notice = _sample(ctx.file(args["path"]), "csv")
+    text = read_csv(path, args.get("delimiter") or ",")
+    header = text.header
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise UserError(f"{path}: the header names column(s) {', '.join(dup)} more than once")
-    columns, bad = {}, {}
+    names = args.get("columns") or header
+    cells = {}
     for name in names:
-        values = _numbers(path, header, rows, name)
-        if isinstance(values, str):
-            if args.get("columns"):
-                raise UserError(values)
-            bad[name] = values
-        else:
-            columns[name] = values
-    return SourceData(columns=columns, facts={"kind": "table"}, root=str(path),
-                      bad_columns=bad)
+        i = _column_index(path, header, name)
+        cells[name] = [row[i] if i < len(row) else None for row in text.rows]
+    markers = tuple(args["missing"]) if args.get("missing") is not None else MISSING
+    table = Table(str(path), cells, text.lines, markers, header, widths=[len(row) for row in text.rows])
+    return SourceData(columns={}, facts={"kind": "table"}, root=str(path), notice=notice, table=table)
 
 
 def load_text_csv(args: dict, ctx: LoadContext) -> SourceData:
     """Texts tokenised into left-padded id sequences, and class indices, from two columns of a CSV file."""
-    path = ctx.file(args["path"])
-    notice = None
-    if not path.exists() and path.name == RT_POLARITY_SAMPLE.name:
-        notice = _notify(f"text_csv: {path} does not exist; using the bundled copy {RT_POLARITY_SAMPLE}")
-        path = RT_POLARITY_SAMPLE
-    header, rows = _read_csv(path)
+    path, notice = _sample(ctx.file(args["path"]), "text_csv")
+    text = read_csv(path)
+    header, rows = text.header, text.rows
     ti = _column_index(path, header, args["text"])
     li = _column_index(path, header, args["label"])
     train_facts = ctx.like or {}
@@ -402,12 +385,9 @@ def load_text_csv(args: dict, ctx: LoadContext) -> SourceData:
 def load_text_windows(args: dict, ctx: LoadContext) -> SourceData:
     """A text column as one token stream (texts joined by `separator`) cut into windows of `length` tokens, each
     with the next token at every step: what a language model learns to predict."""
-    path = ctx.file(args["path"])
-    notice = None
-    if not path.exists() and path.name == RT_POLARITY_SAMPLE.name:
-        notice = _notify(f"text_windows: {path} does not exist; using the bundled copy {RT_POLARITY_SAMPLE}")
-        path = RT_POLARITY_SAMPLE
-    header, rows = _read_csv(path)
+    path, notice = _sample(ctx.file(args["path"]), "text_windows")
+    text = read_csv(path)
+    header, rows = text.header, text.rows
     ti = _column_index(path, header, args["text"])
     texts = [row[ti] for row in rows if ti < len(row) and row[ti].strip()]
     if not texts:

@@ -28,6 +28,7 @@ class SpecFacts:
     labels: list[str] | None
     image_shape: tuple | None         # per-sample image dims (C, H, W) the first input can be shown as
     scalar_fit: bool                  # one scalar input and one scalar output: a curve y(x) can be drawn
+    one_value: bool                   # a regression of one value per sample from other inputs: actual vs predicted
     sequence: bool                    # a sequence input and a per-step output
     final_layer: str | None           # module path of the linear layer that computes the (single) output
     final_in: int | None              # its input features
@@ -93,6 +94,9 @@ def spec_facts(checked: CheckedSpec, variants=None) -> SpecFacts:
                     and inputs[0].numel() == 1 and outputs[0].numel() == 1 and inputs[0].is_float),
         sequence=(task == "regression" and len(inputs) == 1 and len(outputs) == 1 and inputs[0].symbolic
                   and outputs[0].symbolic and inputs[0].rank == 2),
+        one_value=(task == "regression" and len(outputs) == 1 and outputs[0].numel() == 1 and data is not None
+                   and len(data.targets) == 1 and data.targets[0].shape.numel() == 1
+                   and not (len(inputs) == 1 and inputs[0].numel() == 1)),
         final_layer=final[0] if final else None,
         final_in=final[1] if final else None,
         reconstruction=recon,
@@ -152,6 +156,8 @@ register(PlotKind("predictions", "Predictions on test images", "config", (10.0, 
                   lambda f: f.task == "classification" and f.image_shape is not None, "draw_predictions"))
 register(PlotKind("embedding", "Last hidden layer, PCA", "config", (7.0, 5.6),
                   lambda f: f.task == "classification" and (f.final_in or 0) >= 2, "draw_embedding"))
+register(PlotKind("actual_predicted", "Predicted against actual", "config", (6.4, 5.6), lambda f: f.one_value,
+                  "draw_actual_predicted"))
 register(PlotKind("sequence", "Sequence predictions", "config", (10.0, 4.4), lambda f: f.sequence, "draw_sequence"))
 register(PlotKind("reconstructions", "Originals and reconstructions", "config", (10.0, 3.0),
                   lambda f: f.reconstruction is not None and f.image_shape is not None, "draw_reconstructions"))

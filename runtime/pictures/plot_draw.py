@@ -278,6 +278,37 @@ def _gallery_arrays(cfg, pred, true, wrong, count: int) -> dict:
             "images": _as_images(split.inputs[0][shown].numpy(), cfg.facts.image_shape)}
 
 
+def draw_actual_predicted(fig, configs) -> None:
+    """Held-out samples: the prediction against the true value, both in the target column's units, with the
+    diagonal where they would agree and the RMSE in the title."""
+    from dslc.runtime.data.preprocessing import to_target_units
+    cfg = configs[0]
+    data = cfg.data()
+    name, split = cfg.held_out_or_train(data)
+    inputs, targets = _subset(split, MAX_POINTS)
+    (pred,), _ = outputs_of(cfg.module(), inputs)
+    prep = cfg.preprocessing
+    units = (prep.get("output_units") or {}).get("output")
+    pred = to_target_units([pred], prep, ["output"])[0].reshape(-1)
+    true = to_target_units([targets[0].numpy()], prep, ["output"])[0].reshape(-1)
+    what = units["column"] if units else cfg.target_name
+    ax = fig.subplots()
+    ax.scatter(true, pred, s=18, alpha=0.7, color="C0", edgecolors="none")
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    pad = 0.04 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.4", linewidth=1, linestyle="--", label="predicted = actual")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"actual {what}")
+    ax.set_ylabel(f"predicted {what}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
+    ax.set_title(f"{cfg.title}: {name} split, {len(true)} samples\nRMSE {rmse:.4g}"
+                 + (f" (in {what}'s own units)" if units else ""), fontsize="medium")
+
+
 def pca_2d(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The first two principal components of [N, F] values and their shares of the variance.
 

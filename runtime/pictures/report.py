@@ -174,6 +174,11 @@ def _data_section(configs) -> str:
             ("inputs", _e(", ".join(info.get("inputs") or []))),
             ("targets", _e(", ".join(info.get("targets") or []))),
             ("classes", _e(", ".join(info.get("labels") or [])) if info.get("labels") else None),
+            ("units", _e("; ".join(f"metrics of {t} are in the units of {u['column']} (the loss in {t}'s)"
+                                   for t, u in (info.get("units") or {}).items())) if info.get("units") else None),
+            ("missing values", _e("dropped rows missing " + ", ".join(f"{k} ({v})" for k, v in
+                                                                    info["dropped_missing"].items()))
+             if info.get("dropped_missing") else None),
             ("fingerprint", f"<code>{_e(str(info.get('fingerprint', ''))[:16])}</code>")]
     out = _facts_table([(k, v) for k, v in rows if v is not None])
     if info.get("notice"):

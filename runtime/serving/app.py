@@ -37,7 +37,7 @@ from dslc.runtime.serving.inference import check_inputs
 from dslc.runtime.serving.limits import Limits, MemoryBudget, give_back_memory
 from dslc.runtime.serving.model_io import ModelIO
 from dslc.runtime.serving.openapi_schema import components, request_examples
-from dslc.runtime.serving.predict import predictions
+from dslc.runtime.serving.predict import model_outputs, predictions
 from dslc.runtime.serving.request_body import RequestError, decode, request_inputs
 
 BIG_BODY = 256 * 1024           # bodies above this are parsed off the event loop
@@ -55,7 +55,9 @@ def error(message: str, status: int) -> Response:
 
 
 def answer(io: ModelIO, outputs: list[np.ndarray]) -> bytes:
-    """The one response shape, {"predictions": [...]}, as strict JSON (or a 422 naming non-finite outputs)."""
+    """The one response shape, {"predictions": [...]}, as strict JSON (or a 422 naming non-finite outputs);
+    outputs trained on a scaled target are in its column's units."""
+    outputs = model_outputs(io.model, outputs)
     for name, out in zip(io.model.output_names, outputs):
         if out.dtype.kind == "f" and not np.isfinite(out).all():
             bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
@@ -73,6 +75,10 @@ def model_metadata(io: ModelIO, limits: Limits) -> dict:
     tokenizer = prep.get("tokenizer")
     if isinstance(tokenizer, dict) and "vocab" in tokenizer:   # the vocabulary can be long; its size tells enough
         prep["tokenizer"] = {**{k: v for k, v in tokenizer.items() if k != "vocab"}, "vocab_size": len(tokenizer["vocab"])}
+    if prep.get("recipes"):                                    # so can a text column's
+        prep["recipes"] = {name: {**r, "tokenizer": {**{k: v for k, v in r["tokenizer"].items() if k != "vocab"},
+                                                     "vocab_size": len(r["tokenizer"]["vocab"])}}
+                           if "tokenizer" in r else r for name, r in prep["recipes"].items()}
     meta = {k: v for k, v in model.metadata.items() if k not in ("preprocessing", "inputs", "outputs")}
     return {**meta,
             "labels": model.labels,

@@ -6,8 +6,10 @@ MNIST pixels, `text` for a review, and, for tabular models, one field per
 column), or the model's input tensors by name when no preprocessing was
 recorded. A field is a number, an array of numbers of a fixed shape, a string
 (text), or one of a set of categories (when the preprocessing records them
-under `categories`). The request parser, the memory limits and the OpenAPI
-document all read the model through `ModelIO`.
+under `categories`). A field whose column was filled in training (the
+preprocessing's `fills`) may be null: it is filled the same way. The request
+parser, the memory limits and the OpenAPI document all read the model through
+`ModelIO`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Field:
     kind:  "number"    one number (shape ())
            "array"     numbers of `shape` (ints fixed, strings any size)
            "pixels"    grey pixels of `shape`, 0-255 (or 0-1 floats), scaled as in training
+           "picture"   a picture of any size (an image_folder model): a file (PNG, JPEG, ...) as a base64
+                       string, or pixels [height, width(, channels)] 0-255; resized and normalised as in training
            "text"      a string, tokenised as in training
            "category"  one of `categories`
            "tensor"    a model input as the model takes it (`dtype`, `shape` per sample)
@@ -36,14 +40,19 @@ class Field:
     shape: tuple = ()
     dtype: str = "float32"
     categories: tuple = ()
+    nullable: bool = False              # null means missing, filled as in training
 
     def describe(self) -> str:
+        tail = " (or null: filled as in training)" if self.nullable else ""
         if self.kind == "text":
             return "a string"
+        if self.kind == "picture":
+            return ("a picture of any size: an image file (PNG, JPEG, ...) as a base64 string, or pixels "
+                    "[height, width] or [height, width, channels], 0-255")
         if self.kind == "category":
-            return "one of " + ", ".join(repr(c) for c in self.categories)
+            return "one of " + ", ".join(repr(c) for c in self.categories) + tail
         if not self.shape:
-            return "a number"
+            return "a number" + tail
         dims = ", ".join(str(d) for d in self.shape)
         what = "pixels 0-255" if self.kind == "pixels" else f"{self.dtype} values" if self.kind == "tensor" else "numbers"
         return f"[{dims}] {what}"
@@ -85,6 +94,8 @@ class ModelIO:
         kind = prep.get("kind")
         shapes = prep.get("column_shapes") or {}
         categories = prep.get("categories") or {}
+        fills = prep.get("fills") or {}
+        recipes = prep.get("recipes") or {}
         fields = []
         if kind == "text":                      # the recorded column holds token ids; a request holds the text
             return [Field("text", "text")]
@@ -92,12 +103,16 @@ class ModelIO:
             shape = tuple(shapes.get(name) or ())
             if kind == "text":
                 fields.append(Field(name, "text"))
+            elif (recipes.get(name) or {}).get("kind") == "text":
+                fields.append(Field(name, "text", nullable=name in fills))
             elif name in categories:
-                fields.append(Field(name, "category", categories=tuple(categories[name])))
+                fields.append(Field(name, "category", categories=tuple(categories[name]), nullable=name in fills))
+            elif kind == "image" and prep.get("image"):
+                fields.append(Field(name, "picture"))
             elif kind == "image":
                 fields.append(Field(name, "pixels", shape))
             else:
-                fields.append(Field(name, "array" if shape else "number", shape))
+                fields.append(Field(name, "array" if shape else "number", shape, nullable=name in fills and not shape))
         return fields
 
     # ------------------------------------------------------------ sizes, for the memory limits

@@ -10,9 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 
+PICTURE = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8ISfHwMDAxMDAwMDAAAANBAEIfXHKZgAAAABJRU5ErkJggg=="
+
+
 def _leaf(field) -> dict:
     if field.kind == "text":
         return {"type": "string"}
+    if field.kind == "picture":
+        return {"oneOf": [{"type": "string", "contentEncoding": "base64", "contentMediaType": "image/*"},
+                          {"type": "array"}]}
     if field.kind == "category":
         return {"enum": list(field.categories)}
     if field.kind == "pixels":
@@ -34,7 +40,7 @@ def _nested(leaf: dict, shape) -> dict:
 
 
 def field_schema(field) -> dict:
-    schema = _nested(_leaf(field), field.shape if field.kind not in ("text", "category") else ())
+    schema = _nested(_leaf(field), field.shape if field.kind not in ("text", "category", "picture") else ())
     schema["description"] = field.describe()
     return schema
 
@@ -44,6 +50,8 @@ def _example_value(field):
         return "a fine film"
     if field.kind == "category":
         return field.categories[0]
+    if field.kind == "picture":
+        return PICTURE                # a 2x2 red PNG
     value = 0 if field.kind == "pixels" or (field.kind == "tensor" and np.dtype(field.dtype).kind in "iub") else 0.5
     for dim in reversed(tuple(field.shape)):
         value = [value] * (dim if isinstance(dim, int) else 3)

@@ -21,6 +21,7 @@ from dslc.errors import UserError
 
 from dslc.runtime.serving.inference import InferenceSession, InputSpec, check_inputs
 from dslc.runtime.serving.input_files import RawInputs, read_inputs
+from dslc.runtime.serving.preprocess import in_target_units
 from dslc.runtime.serving.preprocess import prepare as _prepare
 
 
@@ -77,6 +78,8 @@ def model_inputs(raw: RawInputs, model) -> list[np.ndarray]:
         return _column_inputs(raw, model, prep)
     if raw.kind == "rows":
         return _row_inputs(raw, model, prep)
+    if raw.kind == "records":
+        return _record_inputs(raw, model, prep)
     if raw.kind == "text":
         if not prep.get("tokenizer"):
             raise UserError(f"{raw.source}: this model records no tokenizer, so it does not read text")
@@ -104,6 +107,15 @@ def _image_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
     if prep.get("kind") != "image":
         takes = f"{prep['kind']} inputs" if prep.get("kind") else "no recorded image preprocessing"
         raise UserError(f"{raw.source}: this model has {takes}; it does not read images")
+    if prep.get("image"):                  # any size: resized and normalised as in training
+        files = raw.files
+        pixels = np.asarray(raw.value) if not files else None
+        items = list(files) if files else ([pixels] if pixels.ndim == 2 else list(pixels))
+        names = files or [f"picture {i}" for i in range(len(items))]
+        return _prepare(items, prep, raw.source if not files or len(files) > 1 else "", lambda i, c: names[i])
+    if raw.value is None:
+        raise UserError(f"{raw.source}: the pictures differ in size; this model takes "
+                        f"{'x'.join(map(str, _image_size(model.inputs[0], prep) or ()))} grey images")
     pixels = np.asarray(raw.value)
     if pixels.ndim == 2:
         pixels = pixels[None]
@@ -125,14 +137,42 @@ def _wide_column(prep: dict) -> str | None:
     return columns[0] if dims else None
 
 
+def _file_rows(raw: RawInputs):
+    """How a file's sample i and column c are named in messages: its line, or its record."""
+    if raw.kind == "records":
+        return lambda i, c: f"record {i}, field '{c}'"
+    lines = raw.lines
+    return lambda i, c: f"row {lines[i] if lines else i + 1}, column '{c}'"
+
+
+def _record_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
+    """Records from a .json/.jsonl file: one object per sample with the recorded columns as fields."""
+    wanted = prep.get("columns") or [s.name for s in model.inputs]
+    for i, record in enumerate(raw.value):
+        missing = [c for c in wanted if c not in record]
+        if missing:
+            raise UserError(f"{raw.source}: record {i} has no field {', '.join(map(repr, missing))}; the model reads "
+                            f"{', '.join(wanted)}")
+    if not prep.get("columns"):
+        return [np.asarray([r[s.name] for r in raw.value]) for s in model.inputs]
+    return _prepare([{c: r[c] for c in wanted} for r in raw.value], prep, raw.source, _file_rows(raw))
+
+
 def _column_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
     """A .csv with a header: the recorded columns by name (or a table of pixels / values for one wide column)."""
     columns = raw.value
-    table = RawInputs("rows", np.stack(list(columns.values()), axis=1), raw.source)
     wanted = prep.get("columns")
+    categories = {c for c, r in (prep.get("recipes") or {}).items() if r.get("kind") == "category"}
+    for c in (wanted or columns):
+        if c in (raw.bad or {}) and c in columns and c not in categories:
+            raise UserError(f"{raw.source}: {raw.bad[c]}")
+    if wanted and all(c in columns for c in wanted):
+        return _prepare({c: columns[c] for c in wanted}, prep, raw.source, _file_rows(raw))
+    if raw.bad:                  # names in a file read as rows of numbers: say which cell is not a number
+        first = next(iter(raw.bad))
+        raise UserError(f"{raw.source}: {raw.bad[first]}")
+    table = RawInputs("rows", np.stack(list(columns.values()), axis=1), raw.source)
     if wanted:
-        if all(c in columns for c in wanted):
-            return _prepare({c: columns[c] for c in wanted}, prep, raw.source)
         if _wide_column(prep):
             return _row_inputs(table, model, prep)
         missing = [c for c in wanted if c not in columns]
@@ -175,6 +215,12 @@ def _row_inputs(raw: RawInputs, model, prep) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------- outputs
+
+
+def model_outputs(model, outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """What the model answers, in the units its targets came in: an output trained on a scaled target
+    (`standardize(body_mass_g)`, `price / 100`) converted back by the recorded preprocessing."""
+    return in_target_units(outputs, model.preprocessing or {}, list(model.output_names))
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -232,8 +278,8 @@ def _short(value) -> str:
     return np.array2string(array, precision=4, threshold=8, edgeitems=3, max_line_width=10_000)
 
 
-def format_table(rows: list[dict], texts: list[str] | None = None) -> str:
-    """A plain table, one line per sample (with the text when the inputs were texts)."""
+def format_table(rows: list[dict], texts: list[str] | None = None, heading: str = "text") -> str:
+    """A plain table, one line per sample (with the text, or the file, the sample came from)."""
     if rows and "label" in rows[0]:
         header, lines = ["sample", "label", "probability"], [[str(i), str(r["label"]), f"{r['probability']:.4f}"]
                                                              for i, r in enumerate(rows)]
@@ -242,7 +288,7 @@ def format_table(rows: list[dict], texts: list[str] | None = None) -> str:
         header = ["sample", *names]
         lines = [[str(i), *(_short(r[n]) for n in names)] for i, r in enumerate(rows)]
     if texts is not None:
-        header.append("text")
+        header.append(heading)
         for line, text in zip(lines, texts):
             line.append(text if len(text) <= 60 else text[:57] + "...")
     widths = [max(len(row[c]) for row in [header, *lines]) for c in range(len(header))]
@@ -288,11 +334,16 @@ def predict_file(model, input_path, batch: int = 256, out=None) -> int:
     raw = read_inputs(input_path)
     inputs = check_inputs(model_inputs(raw, model), model.inputs)   # every input error before any output
     print(model.provider_line, file=sys.stderr)
-    outputs = model.run(inputs, batch=batch)
+    outputs = model_outputs(model, model.run(inputs, batch=batch))
     rows = predictions(model, outputs)
     if out:
         write_predictions(out, model, outputs, rows)
         print(f"wrote {len(rows)} prediction(s) to {out}")
     else:
-        print(format_table(rows, raw.value if raw.kind == "text" else None))
+        if raw.kind == "text":
+            print(format_table(rows, raw.value))
+        elif raw.files and len(raw.files) > 1:
+            print(format_table(rows, [Path(f).name for f in raw.files], "file"))
+        else:
+            print(format_table(rows))
     return 0

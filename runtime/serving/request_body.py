@@ -17,11 +17,14 @@ Infinity tokens, at most 1024 levels deep).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 
 import numpy as np
 import orjson
 
+from dslc.compiler.column_kinds import category_name
 from dslc.errors import UserError
 
 from dslc.runtime.serving.input_files import RawInputs
@@ -63,7 +66,9 @@ def request_inputs(body, io) -> list[np.ndarray]:
     given = [k for k in FORMS if k in body]
     if len(given) > 1:
         raise RequestError(f"give one of {', '.join(FORMS)}; the body has {' and '.join(given)}")
-    if len(given) == 1 and len(body) == 1 and not (given[0] in io.field_names and given[0] not in ("text", "image")):
+    pictures = {f.name for f in io.fields if f.kind == "picture"}          # {"image": ...} is then one record
+    if len(given) == 1 and len(body) == 1 and not (given[0] in io.field_names and (
+            given[0] not in ("text", "image") or given[0] in pictures)):
         key, value = given[0], body[given[0]]
         if key == "instances":
             if not isinstance(value, list):
@@ -111,9 +116,10 @@ def records(items: list, io, where: str, single: bool = False) -> list[np.ndarra
     else:
         raw = columns
     try:
-        arrays = prepare(raw, io.preprocessing, "")
+        arrays = prepare(raw, io.preprocessing, "", lambda i, name: _at(where, i, single, name))
     except UserError as err:
-        raise RequestError(f"{where}: {err}") from None
+        message = str(err)
+        raise RequestError(message if message.startswith(where) else f"{where}: {message}") from None
     if any(len(a) != len(items) for a in arrays):
         raise RequestError(f"{where}: each record must hold one sample; {len(items)} records gave "
                            f"{len(arrays[0])} samples (fields: " + "; ".join(f"{f.name}: {f.describe()}" for f in fields)
@@ -131,16 +137,29 @@ def _column(field, values: list, where: str, single: bool = False):
     """One field's values over the records, checked: strings for text, numbers of the field's shape otherwise."""
     if field.kind == "text":
         for i, v in enumerate(values):
-            if not isinstance(v, str):
+            if not isinstance(v, str) and not (v is None and field.nullable):
                 raise RequestError(f"{_at(where, i, single, field.name)} must be a string; got {_json_type(v)}")
         return values
+    if field.kind == "picture":
+        return [_picture(v, _at(where, i, single, field.name)) for i, v in enumerate(values)]
     if field.kind == "category":
         allowed = set(field.categories)
+        out = []
         for i, v in enumerate(values):
-            if v not in allowed:
+            if v is None and field.nullable:
+                out.append(None)
+                continue
+            if v is None:
+                raise RequestError(f"{_at(where, i, single, field.name)} is null, and the model was trained with no "
+                                   f"missing {field.name}; give one of {', '.join(map(repr, field.categories))}")
+            name = category_name(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            if not isinstance(name, str) or name not in allowed:
                 raise RequestError(f"{_at(where, i, single, field.name)}: unknown category {v!r}; "
                                    f"the model knows {', '.join(map(repr, field.categories))}")
-        return values
+            out.append(name)
+        return out
+    if field.nullable and any(v is None for v in values):
+        values = [float("nan") if v is None else v for v in values]
     try:
         array = np.asarray(values)
     except ValueError:
@@ -153,7 +172,7 @@ def _column(field, values: list, where: str, single: bool = False):
                            f"each must be {field.describe()}")
     if array.dtype.kind == "b":
         raise RequestError(f"{where}: field '{field.name}' must hold numbers, not true/false")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array) | (np.isnan(array) if field.nullable else False)):
         raise RequestError(f"{where}: field '{field.name}' holds a number too large for a float")
     return array
 
@@ -168,6 +187,20 @@ def _check_one(field, value, where: str) -> None:
     if want is not None and array.size != want:
         count = f" ({want} numbers)" if field.shape else ""
         raise RequestError(f"{where} must be {field.describe()}{count}; got shape {list(array.shape)}")
+
+
+def _picture(value, where: str):
+    """A picture field: base64 file bytes, or a pixel array (checked when it is decoded)."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"{where} must be an image file in base64 (or pixels); this string is not base64") \
+                from None
+    if isinstance(value, list):
+        return _array(value, where)
+    raise RequestError(f"{where} must be an image file in base64, or pixels [height, width(, channels)]; got "
+                       f"{_json_type(value)}")
 
 
 def _fixed_size(shape) -> int | None:
@@ -225,6 +258,12 @@ def raw_inputs(key: str, value, io) -> list[np.ndarray]:
         if missing and not wide:
             raise RequestError(f"columns: no column {', '.join(map(repr, missing))} "
                                f"(the model reads {', '.join(wanted)}; the request has {', '.join(value)})")
+        if io.preprocessing.get("recipes"):          # a table's columns (names, nulls): the same checks as records
+            lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+            if len(lengths) != 1 or -1 in lengths:
+                raise RequestError('"columns" must be an object {column: list of values}, the lists of one length')
+            n = lengths.pop()
+            return records([{c: value[c][i] for c in value} for i in range(n)], io, "columns")
         columns = {}
         for name, values in value.items():
             column = _array(values, f"columns.{name}")

@@ -43,7 +43,8 @@ def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, 
     where = pick_device(device)
     module = run.module.to(where)
     module.reset_state()
-    result = evaluate(module, chosen.to(where) if where.type != "cpu" else chosen, make_loss(run.checked, module),
-                      make_metrics(run.checked), run.checked.data.batch, where)
+    checked = data.checked or run.checked          # with the statistics fitted on the training split
+    result = evaluate(module, chosen.to(where) if where.type != "cpu" else chosen, make_loss(checked, module),
+                      make_metrics(checked), checked.data.batch, where)
     return {"run": str(run.path), "checkpoint": str(run.checkpoint), "split": name, "samples": chosen.n,
             **{f"{PREFIX[name]}_{k}": v for k, v in result.items()}}

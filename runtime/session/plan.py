@@ -92,9 +92,13 @@ def merge_overrides(stored: list[str], new: list[str]) -> list[str]:
     return merged
 
 
-def _check_all(spec, source, overrides: list[str], variant: str | None, label: str) -> dict:
+def _check_all(spec, source, overrides: list[str], variant: str | None, label: str, root=None) -> dict:
+    """One checked configuration per variant to train (every error first); tables are read where `root`, the
+    data root, says (as the loader will)."""
+    from dslc.compiler.data_files import data_root
     names = [variant] if variant else [v.name for v in spec.variants] or [None]
-    configs = {name: check_configuration(spec, source, overrides, name) for name in names}    # every error first
+    with data_root(str(root) if root is not None else None):
+        configs = {name: check_configuration(spec, source, overrides, name) for name in names}
     for checked in configs.values():
         if checked.train is None:
             raise UserError(f"{label} has no train block, so there is nothing to train")
@@ -105,7 +109,7 @@ def plan_new(spec: str, overrides: list[str], variant: str | None = None, **opti
     """A fresh run of the spec file `spec` with these overrides (raises SpecError or UserError)."""
     from dslc.dsl.read import read_spec
     parsed, source = read_spec(spec)
-    configs = _check_all(parsed, source, overrides, variant, spec)
+    configs = _check_all(parsed, source, overrides, variant, spec, options.get("data_root"))
     return TrainPlan(spec=str(spec), spec_path=str(Path(spec).resolve()), text=source.text,
                      overrides=list(overrides), variant=variant, configs=configs, **options)
 
@@ -163,14 +167,15 @@ def plan_resume(run: str | Path, spec: str | None = None, new_overrides=(), vari
                         f"Start a new run, or pass --force to continue this one with the change")
     variant = variant or record.get("variant")
     parsed, source = read_spec_text(text, where)
-    configs = _check_all(parsed, source, overrides, variant, where)
+    root = data_root if data_root is not None else record.get("data_root")
+    configs = _check_all(parsed, source, overrides, variant, where, root)
     if changed & set(LENGTH_KEYS) and not force:
         _refuse_length_bound_schedules(configs, run)
     spec_path = str(Path(spec).resolve()) if spec is not None else str(Path(where).resolve())
     return TrainPlan(spec=str(spec or record.get("spec") or stored_file), spec_path=spec_path, text=text,
                      overrides=overrides,
                      variant=variant, configs=configs, resume=run, stored_overrides=stored, stored_text=stored_text,
-                     force=force, data_root=data_root if data_root is not None else record.get("data_root"),
+                     force=force, data_root=root,
                      device=device or record.get("device"), nan=nan or record.get("nan"))
 
 

@@ -210,7 +210,7 @@ def evaluate(module, split, loss_fn, metrics, batch_size: int | None, device: to
     k = len(sums) + 1
     values = [v / n if n else float("nan") for v, n in zip(totals[:k], totals[k:])]
     out = {"loss": values[0]}
-    out.update(dict(zip(metrics.keys, values[1:])))
+    out.update(metrics.finish(values[1:]))
     return out
 
 
@@ -861,6 +861,9 @@ def fit(checked: CheckedSpec, data, run_path: Path, *, spec_hash: str, device: t
     """Train one configuration into `run_path` (from a loaded checkpoint `resume`, if given);
     returns the run's result: status (completed, stopped early, interrupted or diverged), epochs,
     steps, metrics, params, best, checkpoint, ..."""
+    if getattr(data, "stats", None):          # the statistics fitted on the training split, in the expressions
+        from dslc.runtime.data.dataset import fitted_spec
+        checked = fitted_spec(checked, data.stats)
     trainer = Trainer(checked, data, run_path, spec_hash=spec_hash, device=device, progress=progress,
                       resume=resume, stop=stop, log_events=log_events, world=world, nan=nan)
     return trainer.run()

@@ -9,9 +9,12 @@ computes exactly what `dslc check` typed, per sample.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dslc.compiler.ir import CheckedSpec
+from dslc.compiler.metrics import METRICS
 from dslc.compiler.torch_backend import MODULE, compile_torch
 
 
@@ -34,12 +37,21 @@ def make_loss(checked: CheckedSpec, module: torch.nn.Module):
 
 
 class Metrics:
-    """The spec's metrics: `keys` (accuracy, top5, ...) and `self(output, targets) -> [(sum, count), ...]`."""
+    """The spec's metrics: `keys` (accuracy, top5, ...) and `self(output, targets) -> [(sum, count), ...]`;
+    `finish(means)` turns the split's means (sum / count) into the reported values (rmse: the square root)."""
 
     def __init__(self, checked: CheckedSpec):
         self.keys = [m.key for m in checked.train.metrics]
-        self._fns = [compile_torch(m) for m in checked.train.metrics]
+        try:
+            self._fns = [compile_torch(m) for m in checked.train.metrics]
+        except TypeError as err:        # a Fitted node: the caller passed the spec before its data was fitted
+            raise ValueError(f"the metrics need the fitted spec (LoadedData.checked): {err}") from None
+        self._roots = [METRICS[m.name].root for m in checked.train.metrics]
         self._targets = list(checked.data.target_names)
+
+    def finish(self, means: list[float]) -> dict[str, float]:
+        return {k: (math.sqrt(v) if root and v == v and v >= 0 else v)
+                for k, v, root in zip(self.keys, means, self._roots)}
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -33,7 +33,7 @@ from dslc.errors import UserError
 from dslc.files import fs_error, make_folder
 from dslc.compiler.check import RUN_DIR_ENTRIES, check, parse_override
 from dslc.compiler.data_sources import DATA_SOURCES
-from dslc.compiler.ir import CallIR, CheckedSpec, Node, SourceIR, expr_text
+from dslc.compiler.ir import CallIR, CheckedSpec, Node, Ref, SourceIR, expr_text, walk
 from dslc.compiler.values import CallValue, Facts, Symbol
 from dslc.dsl import ast
 from dslc.dsl.diagnostics import Source
@@ -290,9 +290,11 @@ class _Substitute:
 
 def _source_text(src: SourceIR, sub: _Substitute) -> str:
     entry = DATA_SOURCES[src.name]
+    columns_written = entry.column_args in ("values", "expressions")      # table(x=[...]), generate(x=...)
     parts = [f"{k}={_text(v)}" for k, v in src.args.items()
-             if v is not None and not (entry.column_args and k == "columns")]
-    if entry.column_args:
+             if v is not None and not (columns_written and k == "columns") and k != "kinds"]
+    parts += [f"{name}={kind.text()}" for name, kind in (src.args.get("kinds") or {}).items()]   # csv's declarations
+    if columns_written:
         for name, col in (src.args.get("columns") or {}).items():
             parts.append(f"{name}={expr_text(col) if isinstance(col, Node) else _text(col)}")
     return f"{src.name}({', '.join(parts)})"
@@ -320,7 +322,10 @@ def _every(pair) -> str:
 
 def _train_section(checked: CheckedSpec, sub: _Substitute) -> dict:
     t = checked.train
-    loss = expr_text(t.loss.node)
+    # a target named by its expression (`standardize(price)`) is `target` in a loss when it is the only one
+    named = {n: "target" for n in walk(t.loss.node) if isinstance(n, Ref) and n.role == "target"
+             and not n.name.isidentifier() and len(checked.data.targets) == 1}
+    loss = expr_text(t.loss.node, named)
     out: dict[str, Any] = {"model": t.model, "loss": loss, "optimizer": _call_text(t.optimizer)}
     if t.schedule is not None:
         out["schedule"] = _call_text(t.schedule)
@@ -396,7 +401,9 @@ def recheck(path: Path, summary: dict) -> CheckedSpec:
     if spec_file.suffix == ".yaml" and not where.endswith((".yaml", ".yml")):
         where = str(spec_file)
     spec, source = read_spec_text(text, where)
-    return check_configuration(spec, source, summary.get("overrides") or [], summary.get("variant"))
+    from dslc.compiler.data_files import pinned
+    with pinned((summary.get("data") or {}).get("scan")):     # the table as training saw it, wherever it is now
+        return check_configuration(spec, source, summary.get("overrides") or [], summary.get("variant"))
 
 
 def load_run(run_dir: str | Path, variant: str | None = None, which: str = "best") -> Run:
