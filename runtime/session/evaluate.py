@@ -26,6 +26,7 @@ def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, 
     """{"run", "checkpoint", "split", "samples", "<split>_loss", "<split>_<metric>", ...} for one split
     (default: test, else validation, else train). Keys use the names summary.json uses (val_loss, ...)."""
     from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.training.convolutions import speed_up
     from dslc.runtime.training.loop import evaluate, pick_device
     from dslc.runtime.training.loss import make_loss, make_metrics
     from dslc.runtime.training.run_dir import load_run
@@ -42,6 +43,7 @@ def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, 
         raise UserError(f"this run's data has no {name} split; it has: {have}")
     where = pick_device(device)
     module = run.module.to(where)
+    speed_up(module, run.checked.model, where)        # as training chose: the figures the run recorded
     module.reset_state()
     checked = data.checked or run.checked          # with the statistics fitted on the training split
     result = evaluate(module, chosen.to(where) if where.type != "cpu" else chosen, make_loss(checked, module),

@@ -64,6 +64,7 @@ from dslc.compiler.ir import CheckedSpec
 from dslc.compiler.schedules import SCHEDULES
 
 from dslc.runtime.training.checkpoint import rng_state, save_checkpoint, set_rng_state
+from dslc.runtime.training.convolutions import speed_up
 from dslc.runtime.training.distributed import SINGLE, Shards, World, shard_split
 from dslc.runtime.training.distributed import wrap as _wrap
 from dslc.runtime.training.loss import make_loss, make_metrics
@@ -236,6 +237,7 @@ class Trainer:
 
         seed_everything(tr.seed, tr.deterministic)
         self.module = build_model(checked.model, checked.init).to(device)
+        self.speedups = speed_up(self.module, checked.model, device, self.precision)   # same numbers, faster convs
         if world.size > 1:
             torch.manual_seed(rank_seed(tr.seed, world.rank))
         self.recurrent = [m for m in self.module.modules() if hasattr(m, "reset_state") and hasattr(m, "_state")]
