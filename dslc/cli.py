@@ -25,7 +25,7 @@ from dslc.errors import SpecError, UserError
 # Each has `add_commands(add, overrides)` and imports nothing heavy at module level.
 COMMAND_MODULES: tuple[str, ...] = ("dslc.commands.train", "dslc.commands.serve",
                                    "dslc.commands.export", "dslc.commands.emit",
-                                   "dslc.commands.pictures", "dslc.commands.lsp")
+                                   "dslc.commands.pictures", "dslc.commands.lsp", "dslc.commands.data")
 
 EXIT_SPEC_ERROR = 2
 EXIT_FAILURE = 1

@@ -128,7 +128,7 @@ def test_nproc_on_cuda_without_cuda_is_refused_before_any_worker_starts(tmp_path
 def test_workers_get_every_option_but_nproc(tmp_path):
     run = tmp_path / "run"
     argv = ["train", "s.dlspec", "--set", "lr=0.1", "--set", "train.batch=3", "--variant", "v", "--epochs", "2",
-            "--seed", "5", "--device", "cpu", "--data-root", "d", "--jsonl", "--no-export", "--no-plots",
+            "--seed", "5", "--device", "cpu", "--data-root", "d", "--prepared", "p", "--jsonl", "--no-export", "--no-plots",
             "--nproc", "2", "--nan", "skip", "--out", "x", "--force"]
     args = _parser().parse_args(argv)
     again = _parser().parse_args(["train", *worker_argv(args, run)])

@@ -2,7 +2,7 @@
 
     dslc train SPEC [--set NAME=VALUE]... [--variant NAME] [--epochs N] [--steps N] [--out DIR]
                [--seed S] [--device D] [--data-root DIR] [--force] [--quiet] [--jsonl]
-               [--no-export] [--no-plots] [--nproc N] [--nan stop|skip] [--print-config]
+               [--no-export] [--no-plots] [--nproc N] [--nan stop|skip] [--prepared DIR] [--print-config]
     dslc train --resume RUN_DIR [SPEC] [--epochs N] [--set NAME=VALUE]... [--force] ...
     dslc eval RUN_DIR [--split test|validation|train] [--variant V] [--checkpoint best|last]
 
@@ -43,6 +43,9 @@ def add_commands(add, overrides) -> None:
     sp.add_argument("--out", metavar="DIR", help="write the run here instead of runs/<spec>/<time>/")
     sp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default: the spec's device)")
     sp.add_argument("--data-root", metavar="DIR", help="where the data lives (default: $DSLC_DATA_ROOT, then the spec)")
+    sp.add_argument("--prepared", metavar="DIR",
+                    help="stream the data from shards `dslc data prepare` wrote into DIR (without it, from the "
+                         "default place when the spec's data is prepared there; else the data is loaded into memory)")
     sp.add_argument("--resume", metavar="RUN_DIR",
                     help="continue the run in RUN_DIR from its last checkpoint, with the spec and overrides it "
                          "stored; --epochs/--steps extend it, other --set changes need --force")
@@ -122,10 +125,11 @@ def plan_from_args(args):
     overrides = shorthand_overrides(args.set, args.epochs, args.steps, args.seed)
     if args.resume:
         return plan_resume(args.resume, args.spec, overrides, args.variant, args.force,
-                           data_root=args.data_root, device=args.device, nan=args.nan)
+                           data_root=args.data_root, device=args.device, nan=args.nan, prepared=args.prepared)
     if args.spec is None:
         raise UserError("which spec? give SPEC, or --resume RUN_DIR to continue a run")
-    return plan_new(args.spec, overrides, args.variant, data_root=args.data_root, device=args.device, nan=args.nan)
+    return plan_new(args.spec, overrides, args.variant, data_root=args.data_root, device=args.device, nan=args.nan,
+                    prepared=args.prepared)
 
 
 def _train(args, world) -> int:
@@ -246,7 +250,7 @@ def worker_argv(args, run: Path) -> list[str]:
         argv += ["--set", value]
     for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--steps", args.steps),
                         ("--seed", args.seed), ("--device", args.device), ("--data-root", args.data_root),
-                        ("--nan", args.nan)):
+                        ("--nan", args.nan), ("--prepared", args.prepared)):
         if value is not None:
             argv += [flag, str(value)]
     if args.resume:

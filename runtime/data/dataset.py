@@ -70,6 +70,13 @@ def resolve_root(data_root=None, override: str | None = None) -> Path | None:
     return Path(root).expanduser() if root else None
 
 
+def data_location(checked, data_root=None) -> tuple[Path, Path | None]:
+    """(the folder relative data paths start from: the spec's, the data root override) of a checked spec."""
+    path = checked.source.path
+    spec_dir = Path(path).resolve().parent if path not in ("<spec>", "-", "") else Path.cwd()
+    return spec_dir, resolve_root(data_root, checked.data.root_override)
+
+
 def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
     """Load, fit, compute, cast, reshape and split the data of a checked spec (raises UserError).
 
@@ -81,9 +88,7 @@ def load_data(checked, data_root=None, download: bool = True) -> LoadedData:
     data = checked.data
     if data is None:
         raise UserError("the spec has no data block, so there is nothing to load")
-    path = checked.source.path
-    spec_dir = Path(path).resolve().parent if path not in ("<spec>", "-", "") else Path.cwd()
-    root = resolve_root(data_root, data.root_override)
+    spec_dir, root = data_location(checked, data_root)
 
     def context(seed, like=None) -> LoadContext:
         return LoadContext(spec_dir, root, download, seed, like)
@@ -395,6 +400,8 @@ def batches(split: Split, batch_size: int | None, shuffle: bool, generator: torc
     if size <= 0 and n > 0:
         raise ValueError(f"batch size must be positive, not {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else None
+    if getattr(split, "streamed", False):          # prepared shards (runtime/data/shards.py): the same rows
+        return split.batches(size, order, start)
     return _slices(split, size, order, start)
 
 

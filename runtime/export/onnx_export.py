@@ -378,12 +378,13 @@ def run_samples(run, rows: int = 64):
     kept = _kept_samples(run)
     if kept is not None:
         return [x[:rows] for x in kept], None
-    from dslc.runtime.data.dataset import load_data
-    recorded = ((run.summary or {}).get("data") or {}).get("root")
+    from dslc.runtime.data.prepared import load_recorded
+    info = (run.summary or {}).get("data") or {}
+    recorded = info.get("root")
     roots = ([recorded] if recorded and Path(recorded).exists() else []) + [None]
     for root in roots:               # where training read the data, then the spec's own resolution
         try:
-            data = load_data(run.checked, data_root=root, download=False)
+            data = load_recorded(run.checked, info, root)
             break
         except UserError as err:
             failure = err

@@ -75,12 +75,12 @@ class RunContext:
         info = summary.get("data") or {}
         key = info.get("fingerprint") or id(checked)
         if key not in self._data:
-            from dslc.runtime.data.dataset import load_data
+            from dslc.runtime.data.prepared import load_recorded
             root = self.data_root
             recorded = info.get("root")
             if root is None and recorded and Path(recorded).exists():
                 root = recorded                 # where training found it (a folder, or a file for CSV sources)
-            data = load_data(checked, data_root=root, download=False)
+            data = load_recorded(checked, info, root)        # prepared shards it streamed from, else memory
             if info.get("fingerprint") and data.info.get("fingerprint") != info["fingerprint"]:
                 self.log(f"note: the data read now ({data.info.get('root') or data.info.get('source')}) differ from "
                          "the data this run trained on; the pictures show the data read now")

@@ -4,7 +4,7 @@ The checkpoint is the run's chosen one unless asked otherwise (`which`):
 best.pt when the run selected one, else last.pt — the weights its summary
 reports and its export holds, so the figures agree. The data is read from
 where training found it (the run's summary records the root), never
-downloaded again. The evaluation is the training loop's own `evaluate`:
+downloaded again; a run trained from prepared shards streams from them again. The evaluation is the training loop's own `evaluate`:
 exact sums over the split, the same batches.
 """
 
@@ -25,7 +25,7 @@ def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, 
                  device: str = "auto", data_root=None) -> dict:
     """{"run", "checkpoint", "split", "samples", "<split>_loss", "<split>_<metric>", ...} for one split
     (default: test, else validation, else train). Keys use the names summary.json uses (val_loss, ...)."""
-    from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.data.prepared import load_recorded
     from dslc.runtime.training.convolutions import speed_up
     from dslc.runtime.training.loop import evaluate, pick_device
     from dslc.runtime.training.loss import make_loss, make_metrics
@@ -34,7 +34,7 @@ def evaluate_run(run_dir, split: str | None = None, variant: str | None = None, 
     run = load_run(run_dir, variant, which)
     recorded = ((run.summary or {}).get("data") or {}).get("root")
     root = data_root if data_root is not None else (recorded if recorded and Path(recorded).exists() else None)
-    data = load_data(run.checked, data_root=root, download=root is None)
+    data = load_recorded(run.checked, (run.summary or {}).get("data"), root, download=root is None)
     available = {"test": data.test, "validation": data.validation, "train": data.train}
     name = split or next(k for k in SPLIT_ORDER if available[k] is not None)
     chosen = available[name]

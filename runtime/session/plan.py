@@ -41,6 +41,7 @@ class TrainPlan:
     stored_text: str | None = None
     force: bool = False
     data_root: str | None = None               # from the command line, else the resumed run's
+    prepared: str | None = None                # prepared shards to stream from (--prepared), else the resumed run's
     device: str | None = None
     nan: str | None = None
 
@@ -136,7 +137,8 @@ def stored_run(run: Path) -> dict:
 
 
 def plan_resume(run: str | Path, spec: str | None = None, new_overrides=(), variant: str | None = None,
-                force: bool = False, data_root=None, device: str | None = None, nan: str | None = None) -> TrainPlan:
+                force: bool = False, data_root=None, device: str | None = None, nan: str | None = None,
+                prepared=None) -> TrainPlan:
     """Continue the run in `run` with its stored spec and overrides, plus what the command line changes."""
     run = Path(run)
     record = stored_run(run)
@@ -176,7 +178,8 @@ def plan_resume(run: str | Path, spec: str | None = None, new_overrides=(), vari
                      overrides=overrides,
                      variant=variant, configs=configs, resume=run, stored_overrides=stored, stored_text=stored_text,
                      force=force, data_root=root,
-                     device=device or record.get("device"), nan=nan or record.get("nan"))
+                     device=device or record.get("device"), nan=nan or record.get("nan"),
+                     prepared=str(prepared) if prepared is not None else record.get("prepared"))
 
 
 def changed_keys(old: list[str], new: list[str]) -> set[str]:

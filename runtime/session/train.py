@@ -91,7 +91,7 @@ def train_plan(plan: TrainPlan, options: TrainOptions | None = None, world: Worl
     if world.main:
         write_manifest(run, spec=plan.spec, overrides=plan.overrides, variant=plan.variant,
                        configurations=list(plan.configs), data_root=plan.data_root, device=plan.device,
-                       nan=plan.nan or "stop", resumed=plan.resume is not None)
+                       nan=plan.nan or "stop", resumed=plan.resume is not None, prepared=plan.prepared)
     mode = "quiet" if options.mode == "quiet" or not world.main else options.mode
     warmup = None
     if world.size == 1:
@@ -259,7 +259,9 @@ def train_configuration(plan: TrainPlan, checked, path: Path, run: Path, mode: s
     if world.size > 1 and device.type == "cuda":
         import torch
         device = torch.device("cuda", world.local_rank)
-    data = load_data_in_turn(checked, plan.data_root, world)
+    again = " ".join([f"--set {o}" for o in plan.overrides] + ([f"--variant {variant}"] if variant else [])
+                     + ([f"--data-root {plan.data_root}"] if plan.data_root else []))
+    data = load_data_in_turn(checked, plan.data_root, world, plan.prepared, again)
     checked = scaled_intervals(checked, data.train.n)
     if resume is not None:
         batch = checked.data.batch or data.train.n
@@ -319,10 +321,21 @@ def diverged_message(result: dict, path: Path) -> str:
             f"such steps")
 
 
-def load_data_in_turn(checked, data_root, world: World = SINGLE):
-    """load_data; with several ranks, each node's local rank 0 first (it may download or unpack into a
-    cache the others then read), and the other ranks' notices are not repeated."""
+def load_data_in_turn(checked, data_root, world: World = SINGLE, prepared=None, again: str = ""):
+    """The data streamed from prepared shards (`prepared`, else the default place when the spec's data is
+    prepared there: runtime/data/prepared.py), else load_data; with several ranks, each node's local rank 0
+    first (it may download or unpack into a cache the others then read), and the other ranks' notices are
+    not repeated."""
     from dslc.runtime.data.dataset import load_data
+    from dslc.runtime.data.prepared import stream_if_prepared
+    streamed = stream_if_prepared(checked, data_root, prepared, again=again)
+    if streamed is not None:
+        if world.main:
+            counts = ", ".join(f"{streamed.info['counts'][k]:,} {k}" for k in ("train", "validation", "test")
+                               if streamed.info["counts"].get(k))
+            print(f"note: streaming the data from prepared shards in {streamed.info['prepared']} ({counts})",
+                  file=sys.stderr)
+        return streamed
     if world.size == 1:
         return load_data(checked, data_root=data_root)      # prints its own notices (bundled samples, ...)
     import contextlib

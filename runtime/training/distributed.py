@@ -210,15 +210,23 @@ class Shards:
         self.rank, self.size = world.rank, world.size
         self.scale = 1.0
 
+    def cut(self, n: int) -> tuple[int, int]:
+        """This rank's [lo, hi) of a batch of n samples; sets `scale` for it."""
+        lo, hi = shard_bounds(n, self.rank, self.size)
+        if hi > lo:
+            self.scale = (hi - lo) * self.size / n
+        else:                                # fewer samples than ranks: a stand-in sample with weight 0
+            lo, hi, self.scale = 0, 1, 0.0
+        return lo, hi
+
     def __call__(self, batches):
-        rank, size = self.rank, self.size
+        sliced = getattr(batches, "sliced", None)
+        if sliced is not None:               # streamed from prepared shards: read this rank's rows only
+            for n, take in sliced():
+                yield take(*self.cut(n))
+            return
         for inputs, targets in batches:
-            n = (inputs or targets)[0].shape[0]
-            lo, hi = shard_bounds(n, rank, size)
-            if hi > lo:
-                self.scale = (hi - lo) * size / n
-            else:                            # fewer samples than ranks: a stand-in sample with weight 0
-                lo, hi, self.scale = 0, 1, 0.0
+            lo, hi = self.cut((inputs or targets)[0].shape[0])
             yield [t[lo:hi] for t in inputs], [t[lo:hi] for t in targets]
 
 
@@ -226,6 +234,8 @@ def shard_split(split, world: World):
     """This rank's contiguous share of an evaluation split (possibly empty)."""
     from dslc.runtime.data.dataset import Split
     lo, hi = shard_bounds(split.n, world.rank, world.size)
+    if getattr(split, "streamed", False):    # prepared shards: a view of those rows, nothing read
+        return split.part(lo, hi)
     return Split([t[lo:hi] for t in split.inputs], [t[lo:hi] for t in split.targets])
 
 

@@ -406,7 +406,7 @@ class Trainer:
         """This epoch's batches from the current position (the whole split as is, when one unshuffled batch);
         with several ranks, this rank's slice of each."""
         split = self.train_split
-        if self.bpe == 1 and not self.shuffle:
+        if self.bpe == 1 and not self.shuffle and not getattr(split, "streamed", False):
             whole = [(split.inputs, split.targets)] if self.batch == 0 else []
             return whole if self.shards is None else self.shards(whole)
         from dslc.runtime.data.dataset import batches

@@ -2,11 +2,11 @@
 
     {"spec": "specs/cnn_mnist.dlspec", "spec_path": "/abs/specs/cnn_mnist.dlspec", "spec_file": "spec.dlspec",
      "overrides": ["train.epochs=5"], "variant": null, "configurations": [null],
-     "data_root": null, "device": null, "nan": "stop", "created": "...", "updated": "...",
+     "data_root": null, "device": null, "nan": "stop", "prepared": null, "created": "...", "updated": "...",
      "pid": 1234, "host": "name", "resumed": 0, "dslc_version": "0.1.0"}
 
 `dslc train --resume RUN` reads it to continue with the stored spec text and
-overrides (and the data root, device and NaN policy given when the run
+overrides (and the data root, prepared data, device and NaN policy given when the run
 started), and `dslc runs` reads it to list runs that never wrote a
 summary.json: a live `pid` on this host is a run in progress, anything else
 stopped without a word (killed). Older runs without run.json fall back to their
@@ -30,7 +30,7 @@ MANIFEST = "run.json"
 
 def write_manifest(run: Path, *, spec: str, overrides: list[str], variant: str | None,
                    configurations: list[str | None], data_root=None, device: str | None = None,
-                   nan: str = "stop", resumed: bool = False) -> dict:
+                   nan: str = "stop", resumed: bool = False, prepared=None) -> dict:
     """Write (or, resuming, update) RUN/run.json; returns what was written."""
     from dslc import __version__
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -39,6 +39,7 @@ def write_manifest(run: Path, *, spec: str, overrides: list[str], variant: str |
         "spec": str(spec), "spec_path": str(Path(spec).resolve()), "spec_file": spec_file_name(spec),
         "overrides": list(overrides), "variant": variant, "configurations": list(configurations),
         "data_root": str(data_root) if data_root is not None else None, "device": device, "nan": nan,
+        "prepared": str(prepared) if prepared is not None else None,
         "created": (old or {}).get("created", now), "updated": now,
         "pid": os.getpid(), "host": socket.gethostname(),
         "resumed": int((old or {}).get("resumed", 0)) + (1 if resumed else 0),
