@@ -14,7 +14,8 @@ from conftest import SPECS
 from dslc.cli import load, main
 from dslc.runtime.data.dataset import Split, batches, load_data
 from dslc.runtime.data.prepared import MANIFEST, open_prepared, prepare
-from dslc.runtime.data.shards import Residency, Shard, ShardColumn, ShardSplit
+from dslc.runtime.data import shards as shards_lib
+from dslc.runtime.data.shards import Shard, ShardColumn, ShardSplit
 from dslc.runtime.training.distributed import Shards, World, shard_split
 
 SPEC = """
@@ -79,11 +80,9 @@ def _write(tmp_path, name, array: np.ndarray) -> Shard:
     return Shard(path, array.dtype, array.shape, "test")
 
 
-def _column(tmp_path, values: np.ndarray, rows: int, residency=None) -> ShardColumn:
+def _column(tmp_path, values: np.ndarray, rows: int) -> ShardColumn:
     shards = [_write(tmp_path, f"c{k}.npy", values[lo:lo + rows]) for k, lo in enumerate(range(0, len(values), rows))]
-    residency = residency or Residency()
-    residency.shards += shards
-    return ShardColumn(shards, rows, values.shape[1:], values.dtype, residency, 0, len(values))
+    return ShardColumn(shards, rows, values.shape[1:], values.dtype, 0, len(values))
 
 
 def test_a_column_of_shards_reads_like_the_tensor(tmp_path):
@@ -109,10 +108,9 @@ def test_a_split_of_shards_gives_the_same_batches_as_in_memory(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(77, 4)).astype(np.float32), rng.integers(0, 5, 77)
     memory = Split([torch.from_numpy(x)], [torch.from_numpy(y)])
-    residency = Residency()
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
-    streamed = ShardSplit([_column(tmp_path / "x", x, 16, residency)], [_column(tmp_path / "y", y, 16, residency)])
+    streamed = ShardSplit([_column(tmp_path / "x", x, 16)], [_column(tmp_path / "y", y, 16)])
     for shuffle in (True, False):
         for start in (0, 2):
             a = list(batches(memory, 10, shuffle, torch.Generator().manual_seed(3), start))
@@ -145,18 +143,29 @@ def test_each_rank_reads_only_its_slice_of_every_batch(tmp_path):
     assert sum(read) == 25 + 2 and max(read) == 3
 
 
-def test_pages_are_released_after_the_budget_is_read(tmp_path):
-    values = np.zeros((4096, 256), np.float32)                # 4 MiB in 4 shards
-    residency = Residency(budget=2 * 2**20)
-    column = _column(tmp_path, values, 1024, residency)
-    for lo in range(0, 4096, 256):
-        column[lo:lo + 256]
-    assert residency.releases >= 1
-    small = Residency()
-    (tmp_path / "t").mkdir()
-    tiny = _column(tmp_path / "t", values[:64], 64, small)
-    tiny.take(np.arange(64))
-    assert small.releases == 0
+def test_no_more_shard_files_are_open_than_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards_lib, "MAX_OPEN", 3)
+    values = np.arange(200, dtype=np.int64).reshape(100, 2)
+    column = _column(tmp_path, values, 10)                          # 10 shards
+    before = shards_lib.open_files()
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(column.take(order), torch.from_numpy(values)[order])     # every shard, in random order
+    assert shards_lib.open_files() <= max(before, 3)
+    assert torch.equal(column[:], torch.from_numpy(values))
+    for shard in column.shards:
+        shard.close()
+    assert shards_lib.open_files() <= before
+
+
+def test_a_shard_cut_short_after_opening_is_one_line(tmp_path):
+    values = np.ones((40, 3), np.float32)
+    column = _column(tmp_path, values, 20)
+    with open(column.shards[1].path, "r+b") as f:
+        f.truncate(column.shards[1].offset + 5 * 12)
+    assert torch.equal(column[:25], torch.ones(25, 3))
+    with pytest.raises(Exception) as err:
+        column[30:35]
+    assert type(err.value).__name__ == "UserError" and "c1.npy ended early" in str(err.value)
 
 
 # ---------------------------------------------------------------- prepare, find, stream
@@ -312,3 +321,22 @@ def test_mnist_images_stream_as_they_load(tmp_path):
         rows = torch.randperm(a.n)[:100]
         assert torch.equal(b.inputs[0][rows], a.inputs[0][rows]) and torch.equal(b.targets[0][rows], a.targets[0][rows])
     assert os.path.getsize(done.path / "train" / "input0-00000.npy") > 4000 * 784 * 4
+
+
+def test_the_losses_kept_for_an_epoch_hold_no_batch_buffers():
+    from dslc.runtime.training.loop import _kept
+    output = torch.randn(64, 512, 1, requires_grad=True)
+    loss = torch.nn.functional.mse_loss(output, torch.zeros(64, 512, 1))
+    kept = _kept(loss)
+    assert kept.untyped_storage().nbytes() == 4 and kept == loss.detach() and not kept.requires_grad
+
+
+def test_the_heap_is_trimmed_as_batches_stream():
+    from dslc.runtime.data import heap
+    trimmer = heap.Trimmer(every_bytes=1000, every_batches=4)
+    for _ in range(3):
+        trimmer.read(10)
+    assert trimmer.trims == 0
+    trimmer.read(10)                                          # the fourth batch
+    trimmer.read(2000)                                        # a large one
+    assert trimmer.trims == (2 if heap.available() else 0) and trimmer.bytes == trimmer.batches == 0

@@ -52,7 +52,7 @@ from dslc.files import fs_error, fsync_dir, make_folder, write_text
 
 from dslc.compiler import fitting
 from dslc.compiler.ir import SourceIR, to_json
-from dslc.runtime.data.shards import DEFAULT_BUDGET, Residency, Shard, ShardColumn, ShardSplit
+from dslc.runtime.data.shards import Shard, ShardColumn, ShardSplit
 from dslc.runtime.data.source_files import changed, fingerprint, source_files
 from dslc.runtime.data.sources import LoadContext, cache_dir
 
@@ -324,16 +324,15 @@ def check_prepared(folder: Path, checked, data_root=None) -> dict:
     return manifest
 
 
-def open_prepared(folder: Path, checked, data_root=None, budget: int = DEFAULT_BUDGET):
+def open_prepared(folder: Path, checked, data_root=None):
     """The LoadedData of prepared data, its splits streamed from the shards (raises UserError when it is
     missing, damaged or out of date)."""
     from dslc.runtime.data.dataset import LoadedData, fitted_spec
     folder = Path(folder)
     manifest = check_prepared(folder, checked, data_root)
-    residency = Residency(budget)
     splits = {}
     for role, record in manifest["splits"].items():
-        splits[role] = _open_split(folder, role, record, residency)
+        splits[role] = _open_split(folder, role, record)
     nodes = fitting.fitted_nodes(checked.data.inputs + checked.data.targets)
     stored = manifest.get("stats") or []
     if len(stored) != len(nodes):
@@ -348,7 +347,7 @@ def open_prepared(folder: Path, checked, data_root=None, budget: int = DEFAULT_B
                       fitted_spec(checked, stats), stats)
 
 
-def _open_split(folder: Path, role: str, record: dict, residency: Residency) -> ShardSplit:
+def _open_split(folder: Path, role: str, record: dict) -> ShardSplit:
     what = f"the prepared data in {folder} is damaged"
     try:
         n, shard_rows = int(record["rows"]), int(record["shard_rows"])
@@ -359,15 +358,14 @@ def _open_split(folder: Path, role: str, record: dict, residency: Residency) -> 
                       for s in column["shards"]]
             if sum(s.shape[0] for s in shards) != n or any(s.shape[0] != shard_rows for s in shards[:-1]):
                 raise UserError(f"{what}: the shards of {role}/{column['name']} do not add up to {n} rows")
-            residency.shards += shards
             kind = "input" if column["name"].startswith("input") else "target"
-            columns[kind].append(ShardColumn(shards, shard_rows, dims, dtype, residency, 0, n))
+            columns[kind].append(ShardColumn(shards, shard_rows, dims, dtype, 0, n))
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{what}: {MANIFEST} does not describe {role} ({err})") from None
     return ShardSplit(columns["input"], columns["target"])
 
 
-def stream_if_prepared(checked, data_root=None, prepared=None, budget: int = DEFAULT_BUDGET, again: str = ""):
+def stream_if_prepared(checked, data_root=None, prepared=None, again: str = ""):
     """The spec's data streamed from prepared shards: from `prepared` (a folder, checked), else from the default
     folder when it is there; None when there is none (load the data into memory). `again`: the options a
     `dslc data prepare` of this data needs besides SPEC and --out (--set ..., --variant ...), for messages."""
@@ -385,7 +383,7 @@ def stream_if_prepared(checked, data_root=None, prepared=None, budget: int = DEF
             return None
     spec = checked.source.path
     try:
-        data = open_prepared(folder, checked, data_root, budget)
+        data = open_prepared(folder, checked, data_root)
     except UserError as err:
         command = f"dslc data prepare {spec}" + (f" {again}" if again else "") + (f" --out {folder}" if explicit else "")
         rest = "" if explicit else f", or remove {folder} to load the data into memory"

@@ -1,4 +1,4 @@
-"""Prepared data read from disk: memory-mapped shards, batches gathered as in memory, a bounded footprint.
+"""Prepared data read from disk: .npy shards, batches gathered as in memory, a bounded footprint.
 
 A prepared split (runtime/data/prepared.py writes it) holds each column — each
 model input and each target — as .npy shards of `shard_rows` rows. `ShardSplit`
@@ -10,14 +10,17 @@ bit. Slicing a column (`column[:k]`, `column[idx]`) gives a tensor too, so what
 reads a few rows of a split after training (the export's sample rows, the
 plots) works unchanged; `numpy()` and `reshape()` read the whole column.
 
-Memory: a shard is mapped read-only, never copied, and every process (each
-`--nproc` rank) shares the one copy in the page cache. The pages a process
-touches count towards its resident memory until it lets go of them, so after
-reading about `budget` bytes (DEFAULT_BUDGET, 64 MiB, counting a page span
-around every row read) the mappings are told their pages are not needed
-(MADV_DONTNEED: they stay cached, the process's own footprint drops). A data
-set smaller than the budget is never released. What grows with the data is the
-epoch's shuffle order: 8 bytes a sample.
+Memory: rows are read by position (pread) straight into the batch's own
+tensor; a run of consecutive rows is one read. Nothing of a shard is mapped
+into the process, so its footprint is the batches in flight whatever the
+size of the data and however the kernel pages: the file pages stay in the
+page cache, which every process (each `--nproc` rank) shares and the kernel
+gives back under pressure. The shards stay plain .npy files that
+`np.load(path, mmap_mode="r")` maps. At most MAX_OPEN shard files are open at
+once (the least recently read is closed first). What training frees between
+steps goes back to the system as the batches stream (heap.py), so the
+process does not keep an epoch's worth of freed heap either. What grows with
+the data is the epoch's shuffle order: 8 bytes a sample.
 
 Distributed training: `ShardEpoch.sliced()` hands each batch's bounds to
 `distributed.Shards`, which gathers only its own rank's slice of it.
@@ -25,8 +28,9 @@ Distributed training: `ShardEpoch.sliced()` hands each batch's bounds to
 
 from __future__ import annotations
 
-import mmap
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,46 +38,23 @@ import numpy as np
 import torch
 
 from dslc.errors import UserError
+from dslc.runtime.data.heap import Trimmer
 
 _TORCH_DTYPES = {"f4": torch.float32, "f8": torch.float64, "i8": torch.int64, "i4": torch.int32, "u1": torch.uint8}
-DEFAULT_BUDGET = 64 * 2**20      # bytes read between releases of the mapped pages
-PAGE_SPAN = 128 * 2**10          # what one row read may map besides itself (the kernel maps pages around a fault)
-
-
-class Residency:
-    """Counts the bytes read through the mappings of one prepared data set and releases their pages when
-    the count passes the budget (shared by every column of every split)."""
-
-    def __init__(self, budget: int = DEFAULT_BUDGET):
-        self.budget = budget
-        self.shards: list[Shard] = []
-        self.read = 0
-        self.releases = 0
-
-    @property
-    def mapped(self) -> int:
-        return sum(s.nbytes for s in self.shards)
-
-    def touched(self, nbytes: int) -> None:
-        self.read += nbytes
-        if self.read > self.budget:
-            self.release()
-
-    def release(self) -> None:
-        for s in self.shards:
-            s.release()
-        self.read = 0
-        self.releases += 1
+MAX_OPEN = 64                     # shard files kept open (least recently used closed first)
+_open: OrderedDict = OrderedDict()  # Shard -> file descriptor, least recently read first
+trimmer = Trimmer()                # the heap given back as batches stream (heap.py)
+_lock = threading.RLock()          # one reader at a time: a descriptor is never closed while read
 
 
 class Shard:
-    """One .npy file mapped read-only: `array` is a view of its rows."""
+    """One .npy file of `shape` rows of `dtype`; its header checked, its rows read by position."""
 
     def __init__(self, path: Path, dtype: np.dtype, shape: tuple, what: str, name: str | None = None):
-        self.path, self.dtype, self.shape = path, np.dtype(dtype), tuple(shape)
-        name = name or path.name
+        self.path, self.dtype, self.shape, self.what = path, np.dtype(dtype), tuple(shape), what
+        self.name = name = name or path.name
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        self._map = None
+        self.row_bytes = self.nbytes // self.shape[0] if self.shape and self.shape[0] else 0
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
@@ -82,37 +63,81 @@ class Shard:
                 found_shape, fortran, found_dtype = read_header(f)
                 self.offset = f.tell()
                 size = os.fstat(f.fileno()).st_size
-                if found_dtype != self.dtype or tuple(found_shape) != self.shape or fortran:
-                    raise UserError(f"{what}: the shard {name} holds {found_dtype}{list(found_shape)}, not "
-                                    f"the {self.dtype}{list(self.shape)} its manifest records")
-                if size != self.offset + self.nbytes:
-                    raise UserError(f"{what}: the shard {name} is {size} bytes, not {self.offset + self.nbytes}"
-                                    f" (truncated or overwritten)")
-                if self.nbytes:
-                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise UserError(f"{what}: the shard {name} is missing") from None
         except (OSError, ValueError) as err:
             raise UserError(f"{what}: the shard {name} cannot be read ({_reason(err)})") from None
-        self.array = self._view()
+        if found_dtype != self.dtype or tuple(found_shape) != self.shape or fortran:
+            raise UserError(f"{what}: the shard {name} holds {found_dtype}{list(found_shape)}, not the "
+                            f"{self.dtype}{list(self.shape)} its manifest records")
+        if size != self.offset + self.nbytes:
+            raise UserError(f"{what}: the shard {name} is {size} bytes, not {self.offset + self.nbytes} "
+                            f"(truncated or overwritten)")
 
-    def _view(self) -> np.ndarray:
-        if self._map is None:
-            return np.empty(self.shape, self.dtype)
-        return np.frombuffer(self._map, self.dtype, int(np.prod(self.shape)), self.offset).reshape(self.shape)
+    def _fd(self) -> int:
+        fd = _open.pop(self, None)
+        if fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except FileNotFoundError:
+                raise UserError(f"{self.what}: the shard {self.name} is missing") from None
+            except OSError as err:
+                raise UserError(f"{self.what}: the shard {self.name} cannot be read ({_reason(err)})") from None
+            while len(_open) >= MAX_OPEN:
+                os.close(_open.popitem(last=False)[1])
+        _open[self] = fd
+        return fd
 
-    def release(self) -> None:
-        """Let go of the pages this process has touched (they stay in the page cache)."""
-        if self._map is None:
+    def read(self, first: int, into: memoryview) -> None:
+        """Rows first, first + 1, ... into the bytes `into` (as many rows as it holds)."""
+        if not len(into):
             return
-        if hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
-            return
-        self.array = None                   # no madvise here: map the file afresh (the old view is gone)
-        with open(self.path, "rb") as f:
-            old, self._map = self._map, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        old.close()
-        self.array = self._view()
+        at = self.offset + first * self.row_bytes
+        with _lock:
+            fd, done = self._fd(), 0
+            try:
+                while done < len(into):
+                    got = _pread(fd, into[done:], at + done)
+                    if got <= 0:
+                        raise UserError(f"{self.what}: the shard {self.name} ended early (it changed while "
+                                        f"being read)")
+                    done += got
+            except OSError as err:
+                raise UserError(f"{self.what}: the shard {self.name} cannot be read ({_reason(err)})") from None
+
+    def close(self) -> None:
+        with _lock:
+            fd = _open.pop(self, None)
+            if fd is not None:
+                os.close(fd)
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __del__(self):
+        if _open is not None and _lock is not None:       # not at interpreter exit
+            self.close()
+
+
+def open_files() -> int:
+    """How many shard files are open now."""
+    return len(_open)
+
+
+def _pread(fd: int, into: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [into], offset)
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(into), offset)
+        into[:len(data)] = data
+        return len(data)
+    os.lseek(fd, offset, os.SEEK_SET)                   # Windows: no positioned reads
+    data = os.read(fd, len(into))
+    into[:len(data)] = data
+    return len(data)
 
 
 @dataclass
@@ -123,7 +148,6 @@ class ShardColumn:
     shard_rows: int
     dims: tuple
     dtype_np: np.dtype
-    residency: Residency
     lo: int = 0
     n: int = 0
     device: torch.device = torch.device("cpu")
@@ -152,46 +176,45 @@ class ShardColumn:
         rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n):
             raise IndexError(f"row {int(rows.max() if rows.max() >= self.n else rows.min())} is outside 0..{self.n - 1}")
+        out = torch.empty((len(rows), *self.dims), dtype=self.dtype)
         at = rows + self.lo
-        out = torch.empty((len(at), *self.dims), dtype=self.dtype)
-        o = out.numpy()
-        r = self.shard_rows
-        first, last = (int(at.min()) // r, int(at.max()) // r) if at.size else (0, 0)
-        if first == last:
-            if at.size:
-                np.take(self.shards[first].array, at - first * r, axis=0, out=o, mode="clip")
-        else:
-            which = at // r
-            for k in np.unique(which):
-                chosen = which == k
-                o[chosen] = self.shards[k].array[at[chosen] - k * r]
-        self.residency.touched(len(at) * (self.row_bytes + PAGE_SPAN))
+        if at.size and self.row_bytes:
+            # runs of consecutive rows within one shard: each run one read
+            shard = at // self.shard_rows
+            cut = np.flatnonzero((np.diff(at) != 1) | (np.diff(shard) != 0)) + 1
+            starts = np.concatenate(([0], cut)).tolist()
+            ends = starts[1:] + [len(at)]
+            self._read_runs(out, starts, ends, at[starts].tolist())
         return out if self.device.type == "cpu" else out.to(self.device)
 
     def rows(self, lo: int, hi: int) -> torch.Tensor:
         """Rows lo..hi (in order) as a fresh tensor."""
-        lo, hi = max(0, lo), min(self.n, hi)
-        out = torch.empty((max(0, hi - lo), *self.dims), dtype=self.dtype)
-        o = out.numpy()
-        r, at, end, filled = self.shard_rows, self.lo + lo, self.lo + hi, 0
-        while at < end:
-            k, start = divmod(at, r)
-            take = min(end - at, r - start)
-            o[filled:filled + take] = self.shards[k].array[start:start + take]
-            filled += take
-            at += take
-        self.residency.touched((hi - lo) * self.row_bytes + 2 * PAGE_SPAN)
+        lo, hi = max(0, lo), max(max(0, lo), min(self.n, hi))
+        out = torch.empty((hi - lo, *self.dims), dtype=self.dtype)
+        if hi > lo and self.row_bytes:
+            r, first = self.shard_rows, self.lo + lo
+            starts = [0] + [k * r - first for k in range(first // r + 1, (self.lo + hi - 1) // r + 1)]
+            ends = starts[1:] + [hi - lo]
+            self._read_runs(out, starts, ends, [first + s for s in starts])
         return out if self.device.type == "cpu" else out.to(self.device)
+
+    def _read_runs(self, out: torch.Tensor, starts, ends, first_rows) -> None:
+        """Fill out[starts[i]:ends[i]] from the consecutive rows first_rows[i]... (each within one shard)."""
+        raw = memoryview(out.numpy().reshape(-1).view(np.uint8))
+        size, r = self.row_bytes, self.shard_rows
+        for s, e, row in zip(starts, ends, first_rows):
+            k, within = divmod(row, r)
+            self.shards[k].read(within, raw[s * size:e * size])
 
     def part(self, lo: int, hi: int) -> ShardColumn:
         """Rows lo..hi as a column of their own (no reading)."""
         lo, hi = max(0, min(lo, self.n)), max(0, min(hi, self.n))
-        return ShardColumn(self.shards, self.shard_rows, self.dims, self.dtype_np, self.residency,
-                           self.lo + lo, max(0, hi - lo), self.device)
+        return ShardColumn(self.shards, self.shard_rows, self.dims, self.dtype_np, self.lo + lo, max(0, hi - lo),
+                           self.device)
 
     def on(self, device) -> ShardColumn:
-        return ShardColumn(self.shards, self.shard_rows, self.dims, self.dtype_np, self.residency, self.lo,
-                           self.n, torch.device(device))
+        return ShardColumn(self.shards, self.shard_rows, self.dims, self.dtype_np, self.lo, self.n,
+                           torch.device(device))
 
     def __getitem__(self, key):
         if isinstance(key, slice):
@@ -262,6 +285,7 @@ class ShardEpoch:
         else:
             rows = self.order[lo:hi]
             chosen = [c.take(rows) for c in columns]
+        trimmer.read(sum(t.numel() * t.element_size() for t in chosen))
         k = len(self.split.inputs)
         return chosen[:k], chosen[k:]
 

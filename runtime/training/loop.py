@@ -137,6 +137,13 @@ def selection_rule(train, has_validation: bool) -> tuple[str, str] | None:
     return "val_loss", "min"
 
 
+def _kept(loss: torch.Tensor) -> torch.Tensor:
+    """The loss to keep for the epoch, in storage of its own: some losses (F.mse_loss) are a 0-d view of the whole
+    per-element buffer, and keeping that for every step of an epoch would hold a batch's worth of memory each."""
+    kept = loss.detach()
+    return kept.clone() if kept.untyped_storage().nbytes() > kept.element_size() else kept
+
+
 class _NoStop:
     """What a distributed rank's loop watches instead of its signals: those are agreed at events."""
     signum = None
@@ -393,7 +400,7 @@ class Trainer:
                 scaler.update()
             if step_schedule is not None:
                 step_schedule.step()
-            losses.append(loss.detach() if not skipped else self.nan_loss)
+            losses.append(_kept(loss) if not skipped else self.nan_loss)
             self.step += 1
             self.batch += 1
             if self.step >= self.next_event or stop.signum is not None:
