@@ -4,7 +4,7 @@
                       [--shard-mb N]
 
 The data is loaded once, as `dslc train` would load it (split, fitted,
-computed, cast to the model's inputs), and written as memory-mapped .npy
+computed, cast to the model's inputs), and written as plain .npy
 shards (runtime/data/prepared.py) into --out DIR, else the default place
 ($DSLC_PREPARED_DIR, else <dslc cache>/prepared/<spec>-<key>), where `dslc
 train SPEC` finds it by itself and streams from it with a bounded memory
@@ -23,7 +23,7 @@ from dslc.errors import UserError
 def add_commands(add, overrides) -> None:
     sp = add("data", None, "prepare a spec's data on disk, for training on data larger than memory")
     sub = sp.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    help_ = ("load a spec's data once and write it as memory-mapped shards that `dslc train` streams from "
+    help_ = ("load a spec's data once and write it as .npy shards that `dslc train` streams from "
              "(found by itself in the default place, or with --prepared DIR)")
     p = sub.add_parser("prepare", help=help_, description=help_)
     p.set_defaults(func=cmd_prepare)
