@@ -59,6 +59,33 @@ def stage_times(runs: int) -> list[tuple[str, float, float, float]]:
     return rows
 
 
+WORST_TARGET_S = 5.0
+
+
+def worst_cases() -> list[tuple[str, float, str]]:
+    """Specs within the size limit made to be slow: (what, seconds to parse and check, outcome)."""
+    from dslc.compiler.check import check_all
+    from dslc.dsl.diagnostics import Source
+    from dslc.dsl.parse import parse
+    from dslc.errors import SpecError
+    cases = {
+        "2,000 mistakes, 2 variants": "let lr = 0.1\nmodel m(x: f32[4]) {\n" + "    linear(q)\n" * 2000
+                                      + "}\nvariants {\n    a: lr = 1\n    b: lr = 2\n}\n",
+        "49,980 stages": "model m(x: f32[4]) {" + " relu" * 49_980 + " }\n",
+        "1 MB of list items": "let a = [" + "1," * 499_990 + "1]\n",
+    }
+    rows = []
+    for what, text in cases.items():
+        start = time.perf_counter()
+        try:
+            check_all(parse(text, "worst.dlspec"), Source("worst.dlspec", text))
+            outcome = "ok"
+        except SpecError as err:
+            outcome = f"{len(err.diagnostics):,} error(s): {err.diagnostics[0].message[:40]}"
+        rows.append((what, time.perf_counter() - start, outcome))
+    return rows
+
+
 def cold_check_seconds(runs: int = 5) -> tuple[float, float]:
     """Median wall time and median CPU time of a fresh `dslc check` process (CPU time is what a busy
     machine cannot inflate: it tells slowness from waiting for a core)."""
@@ -106,6 +133,14 @@ def main() -> int:
         slow |= bool(flag)
         print(f"{name:20s} {p:9.2f} {c:9.2f} {b:9.2f}{flag}")
     print(f"(median of {args.runs} runs each, after imports; target < {STAGE_TARGET_MS} ms)\n")
+
+    worst = worst_cases()
+    print(f"{'worst case':28s} {'seconds':>8s}  outcome")
+    for what, seconds, outcome in worst:
+        flag = " <- over target" if seconds > WORST_TARGET_S else ""
+        slow |= bool(flag)
+        print(f"{what:28s} {seconds:8.2f}  {outcome}{flag}")
+    print(f"(parse and check of specs within the 1 MB limit; target < {WORST_TARGET_S:.0f} s)\n")
 
     cold, cpu = cold_check_seconds()
     heavy, top = heaviest_imports()

@@ -61,7 +61,7 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         key = ".".join(target)
         if len(target) == 1:
             if target[0] not in lets:
-                report.error(f"{where}: there is no variable '{target[0]}' to set", expr.span,
+                report.error(f"{where}: there is no variable '{target[0]}' to set", _name_span(key, expr.span),
                              did_you_mean(target[0], lets) or "variables are declared with `let NAME = value`; "
                              "block settings are set as block.key, e.g. train.epochs")
                 continue
@@ -82,7 +82,7 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         allowed = {"data": DATA_KEYS, "train": TRAIN_KEYS, "export": EXPORT_KEYS, "init": None}.get(block_name, ())
         if allowed == () or (allowed is not None and setting[0] not in allowed):
             hint = did_you_mean(setting[0], allowed) if allowed else did_you_mean(block_name, ("data", "train", "export", "init"))
-            report.error(f"{where}: there is no setting '{key}'", expr.span, hint)
+            report.error(f"{where}: there is no setting '{key}'", _name_span(key, expr.span), hint)
             continue
         new = ast.Setting(target=setting, value=expr, span=expr.span)
         for n, item in enumerate(items):
@@ -93,6 +93,13 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         else:
             items.append(ast.Block(block=block_name, settings=[new], span=expr.span))
     return ast.Spec(items=items, span=spec.span)
+
+
+def _name_span(key: str, value_span: ast.Span) -> ast.Span:
+    """Where NAME is in `--set NAME=VALUE` (the value's span elsewhere: a variant's settings are re-located)."""
+    if value_span.origin is None:
+        return value_span
+    return ast.Span(line=1, column=1, end_line=1, end_column=len(key) + 1, origin=value_span.origin)
 
 
 _KIND_TEXT = {"int": "a whole number", "float": "a number", "a string": "a string", "a boolean": "a boolean",
@@ -224,6 +231,15 @@ class SpecChecker(DataChecks, LossChecks):
 
     def check_lets(self) -> None:
         first: dict[str, ast.Span] = {}
+        self.ev.pending = {}
+        for let in self.spec.lets:
+            self.ev.pending.setdefault(let.name, let.span)
+        try:
+            self._check_lets_in_order(first)
+        finally:
+            self.ev.pending, self.ev.current = {}, None
+
+    def _check_lets_in_order(self, first: dict[str, ast.Span]) -> None:
         for let in self.spec.lets:
             if let.name in first:
                 self.report.error(f"variable '{let.name}' is defined twice", let.span,
@@ -233,11 +249,13 @@ class SpecChecker(DataChecks, LossChecks):
             if let.name in ("data", "output", "target"):
                 self.report.error(f"'{let.name}' is a reserved name", let.span, "choose another name")
                 continue
+            self.ev.current = let.name
             try:
                 self.lets[let.name] = self.ev(let.value)
                 self.let_spans[let.name] = let.span
             except NotConstant:
                 self.ev.failed.add(let.name)
+            self.ev.pending.pop(let.name, None)
 
     # ------------------------------------------------------------ models
 
@@ -245,8 +263,9 @@ class SpecChecker(DataChecks, LossChecks):
         models = {}
         for m in self.spec.models:
             errors = len(self.report.errors)
-            ir = ModelChecker(m, self.ev, self.report).check()
-            if len(self.report.errors) > errors:
+            checker = ModelChecker(m, self.ev, self.report)
+            ir = checker.check()
+            if len(self.report.errors) > errors or checker.chain_broken:    # (a variable that failed: quiet)
                 self.broken_models.add(m.name)      # its shapes are unreliable: no checks that use them
             if ir is not None and m.name not in models:
                 models[m.name] = ir
@@ -460,13 +479,15 @@ def check_all(spec: ast.Spec, source: Source, overrides=()) -> list[CheckedSpec]
     names = [v.name for v in spec.variants]
     if not names:
         return [check(spec, source, overrides)]
-    results, errors = [], []
+    results, errors, seen = [], [], set()
     for name in names:
         try:
             results.append(check(spec, source, overrides, name))
         except SpecError as err:
-            for d in err.diagnostics:
-                if all(d.render() != e.render() for e in errors):
+            for d in err.diagnostics:              # the same mistake in every variant is shown once
+                key = d.render()
+                if key not in seen:
+                    seen.add(key)
                     errors.append(d)
     if errors:
         raise SpecError(errors)
