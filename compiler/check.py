@@ -20,14 +20,17 @@ from .data_check import DATA_KEYS, DataChecks
 from .expr_check import Bail as _Bail
 from .initializers import INITIALIZERS
 from .ir import CallIR, CheckedSpec, DataIR, ExportIR, InitIR, LossIR, ModelIR, TrainIR
+from .layers import layer_params
 from .loss_check import LossChecks
+from .memory_budget import describe, machine_memory, parse_size, training_memory
 from .model_check import ModelChecker
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .values import Arg, CallValue, Evaluator, NotConstant, Symbol, Value, bind, positive
 
 TRAIN_KEYS = ("model", "loss", "optimizer", "schedule", "warmup_steps", "epochs", "steps", "metrics", "evaluate",
-              "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint")
+              "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint",
+              "memory_budget")
 EXPORT_KEYS = ("format", "opset", "file", "auto")
 
 
@@ -322,6 +325,9 @@ class SpecChecker(DataChecks, LossChecks):
             if "early_stopping" in s:
                 call = self.catalog_call(s["early_stopping"], {"early_stopping": _EARLY}, "early_stopping", None)
                 early = call.args if call else None
+            precision = self.typed(s.get("precision"), "str", "fp32", choices=("fp32", "amp", "bf16"))
+            if model_ok and optimizer is not None:
+                self.check_memory(model, optimizer, data, precision, s.get("memory_budget"), block)
             return TrainIR(
                 model=name, loss=loss, optimizer=optimizer, schedule=schedule,
                 warmup_steps=self.typed(s.get("warmup_steps"), "int", 0, lambda v: None if v >= 0 else "must not be negative"),
@@ -329,11 +335,43 @@ class SpecChecker(DataChecks, LossChecks):
                 clip_grad_norm=self.typed(s.get("clip_grad_norm"), "float", None, positive),
                 seed=self.typed(s.get("seed"), "int", 0),
                 device=self.typed(s.get("device"), "str", "auto", choices=("auto", "cpu", "cuda")),
-                precision=self.typed(s.get("precision"), "str", "fp32", choices=("fp32", "amp", "bf16")),
+                precision=precision,
                 deterministic=self.typed(s.get("deterministic"), "bool", False),
                 checkpoint_every=checkpoint)
         except _Bail:
             return None
+
+    def check_memory(self, model: ModelIR, optimizer: CallIR, data: DataIR, precision: str, budget_setting,
+                     block) -> None:
+        """Refuse a model whose training would not fit the memory budget, with the figures (memory_budget.py)."""
+        budget, stated = machine_memory(), False
+        if budget_setting is not None:
+            text = self.typed(budget_setting, "str", None)
+            budget = parse_size(text) if text is not None else None
+            if budget is None:
+                if text is not None:
+                    self.report.error(f"memory_budget must be a size such as \"24 GB\" or \"512 MiB\", not {text!r}",
+                                      budget_setting.value.span)
+                return
+            stated = True
+        if budget is None:
+            return
+        copies = 2 + OPTIMIZERS[optimizer.name].state(optimizer.args)
+        rows = data.source.facts.get("rows") or data.source.args.get("n")      # no batch: the whole set at once
+        batch = data.batch or (rows if isinstance(rows, int) else 1)
+        need = training_memory(model, copies, batch, 2 if precision in ("amp", "bf16") else 4)
+        if need.total <= budget:
+            return
+        biggest = max(model.all_layers, key=lambda pl: layer_params(pl[1]), default=None)
+        where = biggest[1].span if biggest and need.state >= need.activations and biggest[1].span.known else model.span
+        whose = "the memory_budget of" if stated else "this machine's memory,"
+        self.report.error(
+            f"training model {model.name} needs at least {describe(need.total)}, more than {whose} "
+            f"{describe(budget)}: {need.params:,} parameters with their gradients and {optimizer.name}'s state "
+            f"take {describe(need.state)} and the layer outputs of a batch of {batch} take "
+            f"{describe(need.activations)}",
+            where, "use smaller layers or a smaller batch; if training runs on a larger machine, say so with "
+                   "memory_budget = \"64 GB\" in the train block")
 
     def catalog_call(self, s, catalog, what: str, default):
         if s is None:
