@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, SPECS
 from dslc.errors import SpecError, UserError
 from dslc.cli import load
 from dslc.runtime.data import sources as loaders
-from dslc.runtime.data import text
+from dslc.kit import text
 from dslc.runtime.data.dataset import batches, load_data, num_batches
 from dslc.runtime.data.preprocessing import InputError, fit_shape, prepare_inputs
 

@@ -27,7 +27,7 @@ from dslc.compiler.data_files import bundled, data_file, read_csv
 from dslc.compiler.numpy_backend import evaluate_column
 from dslc.errors import UserError
 
-from dslc.runtime.data import text as text_lib
+from dslc.kit import text as text_lib
 from dslc.runtime.data.columns import Table
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -395,18 +395,15 @@ def load_text_windows(args: dict, ctx: LoadContext) -> SourceData:
     train_facts = ctx.like or {}
     tokenizer = train_facts.get("tokenizer")     # a validation/test file is encoded like the training file
     kind, lowercase = args["tokenizer"], args["lowercase"]
-    stream = text_lib.tokenize(args["separator"].join(texts), kind, lowercase) if kind == "char" else \
-        [tok for t in texts for tok in text_lib.tokenize(t, kind, lowercase) + [args["separator"]]]
+    stream = text_lib.token_stream(texts, kind, lowercase, args["separator"])
     if tokenizer is None:
         tokenizer = {"kind": kind, "lowercase": lowercase, "max_len": args["length"], "pad_side": "left",
                      "vocab": text_lib.build_vocab([stream], args["vocab"]), "separator": args["separator"]}
     length = args["length"]
     stride = args.get("stride") or length
     ids = text_lib.encode([stream], tokenizer["vocab"], len(stream))[0]
-    starts = range(0, len(ids) - length - 1 + 1, stride)
-    if not starts:
+    tokens, following = text_lib.windows(ids, length, stride)
+    if not len(tokens):
         raise UserError(f"{path}: {len(ids)} tokens are too few for one window of {length} and its next token")
-    windows = np.stack([ids[s:s + length + 1] for s in starts])
     facts = {"kind": "text_windows", "tokenizer": tokenizer}
-    return SourceData(columns={"tokens": windows[:, :-1], "next": windows[:, 1:]}, facts=facts, root=str(path),
-                      notice=notice)
+    return SourceData(columns={"tokens": tokens, "next": following}, facts=facts, root=str(path), notice=notice)
