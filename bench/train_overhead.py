@@ -87,7 +87,7 @@ def hand_runner(checked, data, tuned: bool = True):
     opt = build_optimizer(checked.train.optimizer, model.parameters())
     x, y = data.train.inputs[0], data.train.targets[0]
     n, bs, shuffle = len(x), checked.data.batch or len(x), checked.data.shuffle
-    classify = checked.train.loss.text.startswith("cross_entropy")
+    classify = any(c.name == "cross_entropy" for c in checked.train.loss.calls())
     g = torch.Generator().manual_seed(0)
 
     def epoch():

@@ -1,5 +1,5 @@
 """Build: a checked ModelIR becomes a torch `nn.Module` (compiler.modules.SpecModule); catalog settings become
-torch optimizers and schedules.
+torch optimizers (made by the training kit, dslc/kit/optim.py, which makes the schedules too).
 
 Module and parameter names follow the spec: top-level layers are `conv2d_1`,
 `linear_2`, ...; a block's layers live under the block's name
@@ -15,11 +15,11 @@ from .initializers import INITIALIZERS
 from .ir import InitIR, LayerIR, ModelIR
 from .layers import LAYERS
 from .optimizers import OPTIMIZERS
-from .schedules import SCHEDULES
 from . import modules
 from .modules import Block, Each, SpecModule
 from .values import bind
 from dslc.dsl.diagnostics import Report
+from dslc.kit.optim import make_optimizer
 
 
 def module_class(name: str) -> type:
@@ -108,12 +108,8 @@ def initialise(tensor, init, args: dict, generator=None) -> None:
 
 
 def build_optimizer(call, params):
-    """The torch.optim optimizer of a checked `optimizer = ...` setting (compiler.ir.CallIR)."""
-    entry = OPTIMIZERS[call.name]
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in call.args.items() if not k.startswith("__")}
-    return getattr(torch.optim, entry.torch_class)(params, **kwargs)
+    """The torch.optim optimizer of a checked `optimizer = ...` setting (compiler.ir.CallIR), as the training kit
+    makes it."""
+    args = {k: v for k, v in call.args.items() if not k.startswith("__")}
+    return make_optimizer({"class": OPTIMIZERS[call.name].torch_class, **args}, params)
 
-
-def build_schedule(call, optimizer, total_steps: int, total_epochs: int):
-    """The torch.optim.lr_scheduler schedule of a checked `schedule = ...` setting."""
-    return SCHEDULES[call.name].make(torch.optim.lr_scheduler, optimizer, call.args, total_steps, total_epochs)

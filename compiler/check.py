@@ -20,14 +20,17 @@ from .data_check import DATA_KEYS, DataChecks
 from .expr_check import Bail as _Bail
 from .initializers import INITIALIZERS
 from .ir import CallIR, CheckedSpec, DataIR, ExportIR, InitIR, LossIR, ModelIR, TrainIR
+from .layers import layer_params
 from .loss_check import LossChecks
+from .memory_budget import describe, machine_memory, parse_size, training_memory
 from .model_check import ModelChecker
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .values import Arg, CallValue, Evaluator, NotConstant, Symbol, Value, bind, positive
 
 TRAIN_KEYS = ("model", "loss", "optimizer", "schedule", "warmup_steps", "epochs", "steps", "metrics", "evaluate",
-              "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint")
+              "log", "early_stopping", "clip_grad_norm", "seed", "device", "precision", "deterministic", "checkpoint",
+              "memory_budget")
 EXPORT_KEYS = ("format", "opset", "file", "auto")
 
 
@@ -61,7 +64,7 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         key = ".".join(target)
         if len(target) == 1:
             if target[0] not in lets:
-                report.error(f"{where}: there is no variable '{target[0]}' to set", expr.span,
+                report.error(f"{where}: there is no variable '{target[0]}' to set", _name_span(key, expr.span),
                              did_you_mean(target[0], lets) or "variables are declared with `let NAME = value`; "
                              "block settings are set as block.key, e.g. train.epochs")
                 continue
@@ -82,7 +85,7 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         allowed = {"data": DATA_KEYS, "train": TRAIN_KEYS, "export": EXPORT_KEYS, "init": None}.get(block_name, ())
         if allowed == () or (allowed is not None and setting[0] not in allowed):
             hint = did_you_mean(setting[0], allowed) if allowed else did_you_mean(block_name, ("data", "train", "export", "init"))
-            report.error(f"{where}: there is no setting '{key}'", expr.span, hint)
+            report.error(f"{where}: there is no setting '{key}'", _name_span(key, expr.span), hint)
             continue
         new = ast.Setting(target=setting, value=expr, span=expr.span)
         for n, item in enumerate(items):
@@ -93,6 +96,13 @@ def apply_overrides(spec: ast.Spec, overrides: list[tuple[list[str], ast.Expr]],
         else:
             items.append(ast.Block(block=block_name, settings=[new], span=expr.span))
     return ast.Spec(items=items, span=spec.span)
+
+
+def _name_span(key: str, value_span: ast.Span) -> ast.Span:
+    """Where NAME is in `--set NAME=VALUE` (the value's span elsewhere: a variant's settings are re-located)."""
+    if value_span.origin is None:
+        return value_span
+    return ast.Span(line=1, column=1, end_line=1, end_column=len(key) + 1, origin=value_span.origin)
 
 
 _KIND_TEXT = {"int": "a whole number", "float": "a number", "a string": "a string", "a boolean": "a boolean",
@@ -224,6 +234,15 @@ class SpecChecker(DataChecks, LossChecks):
 
     def check_lets(self) -> None:
         first: dict[str, ast.Span] = {}
+        self.ev.pending = {}
+        for let in self.spec.lets:
+            self.ev.pending.setdefault(let.name, let.span)
+        try:
+            self._check_lets_in_order(first)
+        finally:
+            self.ev.pending, self.ev.current = {}, None
+
+    def _check_lets_in_order(self, first: dict[str, ast.Span]) -> None:
         for let in self.spec.lets:
             if let.name in first:
                 self.report.error(f"variable '{let.name}' is defined twice", let.span,
@@ -233,11 +252,13 @@ class SpecChecker(DataChecks, LossChecks):
             if let.name in ("data", "output", "target"):
                 self.report.error(f"'{let.name}' is a reserved name", let.span, "choose another name")
                 continue
+            self.ev.current = let.name
             try:
                 self.lets[let.name] = self.ev(let.value)
                 self.let_spans[let.name] = let.span
             except NotConstant:
                 self.ev.failed.add(let.name)
+            self.ev.pending.pop(let.name, None)
 
     # ------------------------------------------------------------ models
 
@@ -245,8 +266,9 @@ class SpecChecker(DataChecks, LossChecks):
         models = {}
         for m in self.spec.models:
             errors = len(self.report.errors)
-            ir = ModelChecker(m, self.ev, self.report).check()
-            if len(self.report.errors) > errors:
+            checker = ModelChecker(m, self.ev, self.report)
+            ir = checker.check()
+            if len(self.report.errors) > errors or checker.chain_broken:    # (a variable that failed: quiet)
                 self.broken_models.add(m.name)      # its shapes are unreliable: no checks that use them
             if ir is not None and m.name not in models:
                 models[m.name] = ir
@@ -303,6 +325,9 @@ class SpecChecker(DataChecks, LossChecks):
             if "early_stopping" in s:
                 call = self.catalog_call(s["early_stopping"], {"early_stopping": _EARLY}, "early_stopping", None)
                 early = call.args if call else None
+            precision = self.typed(s.get("precision"), "str", "fp32", choices=("fp32", "amp", "bf16"))
+            if model_ok and optimizer is not None:
+                self.check_memory(model, optimizer, data, precision, s.get("memory_budget"), block)
             return TrainIR(
                 model=name, loss=loss, optimizer=optimizer, schedule=schedule,
                 warmup_steps=self.typed(s.get("warmup_steps"), "int", 0, lambda v: None if v >= 0 else "must not be negative"),
@@ -310,11 +335,43 @@ class SpecChecker(DataChecks, LossChecks):
                 clip_grad_norm=self.typed(s.get("clip_grad_norm"), "float", None, positive),
                 seed=self.typed(s.get("seed"), "int", 0),
                 device=self.typed(s.get("device"), "str", "auto", choices=("auto", "cpu", "cuda")),
-                precision=self.typed(s.get("precision"), "str", "fp32", choices=("fp32", "amp", "bf16")),
+                precision=precision,
                 deterministic=self.typed(s.get("deterministic"), "bool", False),
                 checkpoint_every=checkpoint)
         except _Bail:
             return None
+
+    def check_memory(self, model: ModelIR, optimizer: CallIR, data: DataIR, precision: str, budget_setting,
+                     block) -> None:
+        """Refuse a model whose training would not fit the memory budget, with the figures (memory_budget.py)."""
+        budget, stated = machine_memory(), False
+        if budget_setting is not None:
+            text = self.typed(budget_setting, "str", None)
+            budget = parse_size(text) if text is not None else None
+            if budget is None:
+                if text is not None:
+                    self.report.error(f"memory_budget must be a size such as \"24 GB\" or \"512 MiB\", not {text!r}",
+                                      budget_setting.value.span)
+                return
+            stated = True
+        if budget is None:
+            return
+        copies = 2 + OPTIMIZERS[optimizer.name].state(optimizer.args)
+        rows = data.source.facts.get("rows") or data.source.args.get("n")      # no batch: the whole set at once
+        batch = data.batch or (rows if isinstance(rows, int) else 1)
+        need = training_memory(model, copies, batch, 2 if precision in ("amp", "bf16") else 4)
+        if need.total <= budget:
+            return
+        biggest = max(model.all_layers, key=lambda pl: layer_params(pl[1]), default=None)
+        where = biggest[1].span if biggest and need.state >= need.activations and biggest[1].span.known else model.span
+        whose = "the memory_budget of" if stated else "this machine's memory,"
+        self.report.error(
+            f"training model {model.name} needs at least {describe(need.total)}, more than {whose} "
+            f"{describe(budget)}: {need.params:,} parameters with their gradients and {optimizer.name}'s state "
+            f"take {describe(need.state)} and the layer outputs of a batch of {batch} take "
+            f"{describe(need.activations)}",
+            where, "use smaller layers or a smaller batch; if training runs on a larger machine, say so with "
+                   "memory_budget = \"64 GB\" in the train block")
 
     def catalog_call(self, s, catalog, what: str, default):
         if s is None:
@@ -460,13 +517,15 @@ def check_all(spec: ast.Spec, source: Source, overrides=()) -> list[CheckedSpec]
     names = [v.name for v in spec.variants]
     if not names:
         return [check(spec, source, overrides)]
-    results, errors = [], []
+    results, errors, seen = [], [], set()
     for name in names:
         try:
             results.append(check(spec, source, overrides, name))
         except SpecError as err:
-            for d in err.diagnostics:
-                if all(d.render() != e.render() for e in errors):
+            for d in err.diagnostics:              # the same mistake in every variant is shown once
+                key = d.render()
+                if key not in seen:
+                    seen.add(key)
                     errors.append(d)
     if errors:
         raise SpecError(errors)

@@ -15,8 +15,9 @@ how a cell is read and which per-sample type the column has in expressions:
 `fill` says what a missing cell (a marker of `MISSING`, or an empty cell) becomes:
 `error` (the default) refuses it naming the file, row and column; `drop` drops the
 row; `mean`, `median` and `mode` are fitted on the training split; a value is used as
-it is. The cell rules (`is_missing`, `number`, `sort_categories`) are the one
-definition the checker's scan, the loader and prediction share. No torch, no numpy.
+it is. The cell rules (`is_missing`, `number`, `sort_categories`: dslc/kit/cells.py) are the
+one definition the checker's scan, the loader, prediction and an ejected train.py share.
+No torch, no numpy.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ import math
 from dataclasses import dataclass
 
 from .shapes import TensorShape
-
-# What a CSV writes for "no value": pandas' default markers, and an empty cell.
-MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A")
+from dslc.kit.cells import MISSING, category_name, number, sort_categories, whole_number  # noqa: F401 (the rules)
 
 POLICIES = ("error", "drop")                   # what every kind accepts
 STATISTICS = {"number": ("mean", "median"), "integer": ("mode",), "category": ("mode",), "text": ()}
@@ -114,46 +113,3 @@ def check_fill_value(kind: str, value) -> str | None:
     if kind == "text" and isinstance(value, str):
         return None
     return f"fill must be {fill_choices(kind)}, not {quoted(value)}"
-
-
-def category_name(value) -> str:
-    """A category as text: numbers without a trailing .0 (2007, not 2007.0), strings stripped."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-# ---------------------------------------------------------------- cells
-
-
-def is_missing(cell: str | None, markers=MISSING) -> bool:
-    return cell is None or cell.strip() in markers
-
-
-def number(cell: str) -> float | None:
-    """The cell as a float, or None when it is not a number (inf and NaN spelt out are numbers here;
-    the loader refuses them as values that are not finite)."""
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def whole_number(cell: str) -> int | None:
-    text = cell.strip()
-    try:
-        return int(text)
-    except ValueError:
-        value = number(text)
-        return int(value) if value is not None and math.isfinite(value) and value.is_integer() else None
-
-
-def sort_categories(values) -> list[str]:
-    """Categories in index order: by value when every name is a number (2, 10, 2007), else alphabetically."""
-    names = sorted(set(values))
-    numbers = [number(v) for v in names]
-    if names and all(n is not None and math.isfinite(n) for n in numbers):
-        return [v for _, v in sorted(zip(numbers, names))]
-    return names

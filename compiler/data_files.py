@@ -2,8 +2,9 @@
 
 `data_file` says which file a `path` argument means (the spec's folder, a data
 root override, or a bundled sample of that name), for the checker and the loader
-alike. `read_csv` is the one CSV reader (UTF-8, .gz and .bz2 read directly, each
-row with its line number for messages). `scan_table` is what `dslc check` learns
+alike. `read_csv` is the one CSV reader (dslc/kit/csv_text.py: UTF-8, .gz and
+.bz2 read directly, each row with its line number for messages), with a clear
+error for each way a file can be unreadable. `scan_table` is what `dslc check` learns
 from a table without loading it: the header, and per column whether its cells are
 numbers or names, its distinct names and its missing cells, so column kinds,
 category counts and feature-vector sizes are known before any weight exists. A
@@ -14,10 +15,8 @@ when the data has moved. Standard library only.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import csv
-import gzip
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from dslc.errors import UserError
 
 from .column_kinds import MISSING, number
+from dslc.kit.csv_text import read_csv as kit_read_csv
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runtime" / "data" / "samples"
 BUNDLED = {                             # file name -> the copy dslc ships, used when the named file is not there
@@ -93,15 +93,6 @@ def subfolders(folder: Path) -> list[str] | str:
 # ---------------------------------------------------------------- reading CSV text
 
 
-def open_text(path: Path):
-    """A text stream for a .csv, .csv.gz or .csv.bz2 file (UTF-8, a BOM is skipped)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 @dataclass
 class CsvText:
     """A CSV file's header and its non-blank rows, with the line each row ends on (for messages)."""
@@ -120,25 +111,16 @@ def read_csv(path: Path, delimiter: str = ",") -> CsvText:
         raise UserError(f"{path} is a folder, not a CSV file")
     if len(delimiter) != 1:
         raise UserError(f"the CSV delimiter must be one character, not {delimiter!r}")
-    csv.field_size_limit(1 << 30)
-    rows, lines = [], []
     try:
-        with open_text(path) as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            header = next(reader, None)
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    rows.append(row)
-                    lines.append(reader.line_num)
+        header, rows, lines = kit_read_csv(path, delimiter)
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except csv.Error as err:
         raise UserError(f"{path}: not valid CSV: {err}") from None
     except (OSError, EOFError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
-    if header is None or not any(h.strip() for h in header):
+    if not any(header):
         raise UserError(f"{path} is empty: a CSV data file starts with a header row naming its columns")
-    header = [h.strip() for h in header]
     if not rows:
         raise UserError(f"{path} has a header but no data rows")
     return CsvText(path, header, rows, lines)

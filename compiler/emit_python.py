@@ -321,10 +321,12 @@ def _carried(layers) -> list[LayerIR]:
     return [l for l in layers if LAYERS[l.layer].recurrent and l.args["carry_state"]]
 
 
-def _plain_sequential(block: BlockIR) -> bool:
-    """A block can be an nn.Sequential when each of its steps is one module taking and giving a tensor."""
-    return not block.residual and all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent and not l.mask
-                                      for l in block.layers)
+def _plain_sequential(block: BlockIR, blocks: dict[str, BlockIR]) -> bool:
+    """A block can be an nn.Sequential when each of its steps is one module taking and giving a tensor.
+
+    A padding mask read anywhere inside it, nested blocks included, needs a class whose forward takes it."""
+    return (not block.residual and not block_masks(blocks, block.name)
+            and all(not LAYERS[l.layer].inline and not LAYERS[l.layer].recurrent for l in block.layers))
 
 
 @dataclass
@@ -391,7 +393,7 @@ class ModelSource:
         self.cls = cls
         self.src = src
         self.block_classes = {b.name: f"{cls}{camel(b.name.replace('.', '_'))}" for b in model.blocks.values()
-                              if not _plain_sequential(b)}
+                              if not _plain_sequential(b, model.blocks)}
 
     def write(self) -> None:
         for block in self.m.blocks.values():

@@ -1,34 +1,25 @@
-"""What an ejected train.py needs for tables and fitted scaling: the same steps as dslc's loader, as plain numpy.
+"""What an ejected train.py writes for tables and fitted scaling: the recipes and statistics of the training rows.
 
 For a `csv` or `table` source whose columns have categories, whole numbers or
-missing-value policies, train.py reads the raw cells, drops the rows a
-`fill=drop` column misses, splits, fits each column's fill value and categories
-on the training rows and encodes every split with them (runtime/data/columns.py
-does this for dslc). For `standardize`/`min_max` it fits their statistics on the
-training rows (compiler/fitting.py) and writes `scale(x, STATISTICS[k])`, and
-`unscale(y, STATISTICS[k])` where a metric reports a scaled target in its
-column's units. The helpers are written once, as source (`HELPERS`,
-`SCALE_HELPERS`, `UNSCALE_HELPER`). Nothing here imports torch or numpy.
+missing-value policies, train.py holds each column's plan (`COLUMNS`) and
+loads as dslc does: it drops the rows a `fill=drop` column misses, splits, fits
+each column's fill value and categories on the training rows and encodes every
+split with them (dslc_kit/tables.py, the rules of runtime/data/columns.py). For
+`standardize`/`min_max` it fits their statistics on the training rows
+(`fit_statistics`, with the kit's `fit_scale`, as compiler/fitting.py does) and
+writes `tables.scale(x, STATISTICS[k])`, and `tables.unscale(y, STATISTICS[k])`
+where a metric reports a scaled target in its column's units. Nothing here
+imports torch.
 """
 
 from __future__ import annotations
 
 from .column_kinds import MISSING
-from .ir import CheckedSpec, Fitted, Op, walk
-
-
-def fitted_nodes(nodes) -> list[Fitted]:
-    """The transforms to fit, innermost first, each once (the order compiler/fitting.py fits them in)."""
-    out: list[Fitted] = []
-
-    def visit(n) -> None:                  # children first, left to right: the order they appear in
-        for child in n.children():
-            visit(child)
-        if isinstance(n, Fitted) and n.of is None and n not in out:
-            out.append(n)
-    for node in nodes:
-        visit(node)
-    return out
+from .emit_expr import SourceExpr, py
+from .emit_python import local
+from .emit_sources import TRAIN_NAMES, Code, EjectError
+from .fitting import fitted_nodes
+from .ir import CheckedSpec, Fitted, Op, Ref, walk
 
 
 def column_plans(checked: CheckedSpec) -> dict | None:
@@ -54,125 +45,69 @@ def column_plans(checked: CheckedSpec) -> dict | None:
     return None if simple and not one_hot else plans
 
 
-def markers(checked: CheckedSpec) -> tuple:
-    given = checked.data.source.args.get("missing")
-    return tuple(given) if given is not None else MISSING
+class TableWriter:
+    """The table and scaling parts of train.py: constants, `fit_statistics`, and lines of `load_data`."""
 
+    def __init__(self, checked: CheckedSpec, code: Code):
+        self.checked, self.code = checked, code
+        self.plans = column_plans(checked)            # a table's categories, whole numbers, missing values
+        if self.plans and any(p["kind"] == "text" for p in self.plans.values()):
+            raise EjectError("train.py cannot be written yet for text columns of a table (its tokeniser and "
+                             "vocabulary); `dslc train` trains this spec, and text_csv sources eject")
+        self.fits = fitted_nodes(checked.data.inputs + checked.data.targets)     # standardize/min_max to fit
+        given = checked.data.source.args.get("missing")
+        self.markers = "" if given is None or tuple(given) == MISSING else ", MISSING"
+        self.fitting = self.plans is not None or bool(self.fits)
 
-HELPERS = '''
-def missing(cell):
-    """An absent cell, an empty one, or one of MISSING (NA, null, ...)."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        return True
-    return isinstance(cell, str) and cell.strip() in MISSING
+    def constants(self) -> None:
+        c = self.code
+        if self.plans is not None:
+            c.imports.add("from dslc_kit import tables")
+            c.add("", "COLUMNS = {  # each column read: its kind, what a missing cell becomes, its declared categories")
+            c.add(*[f'"{name}": {py(plan)},' for name, plan in self.plans.items()], depth=1)
+            c.add("}")
+            if self.markers:
+                c.add(f"MISSING = {py(list(self.checked.data.source.args['missing']))}  # the cells that mean "
+                      "a missing value")
+        if self.fits:
+            c.imports.add("from dslc_kit import tables")
+            c.add("", "STATISTICS = []  # (centre, spread) of each standardize/min_max, fitted on the training rows")
 
+    def scaled(self, node: Fitted, arg: str) -> str:
+        """standardize/min_max (or an inverse) of `arg` with its fitted statistics."""
+        k = self.fits.index(node.of if node.of is not None else node)
+        return f"tables.{'unscale' if node.of is not None else 'scale'}({arg}, STATISTICS[{k}])"
 
-def text(cell):
-    """A category's name as dslc reads it (2007, not 2007.0)."""
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
-    return str(cell).strip()
+    def fit_function(self) -> None:
+        """`fit_statistics(columns)`: each standardize/min_max's statistics over the training rows."""
+        if not self.fits:
+            return
+        writer = SourceExpr("numpy", lambda ref: local(ref.name, TRAIN_NAMES),
+                            fitted=lambda node, arg: f"tables.scale({arg}, statistics[{self.fits.index(node)}])")
+        used = sorted({n.name for node in self.fits for n in walk(node.arg) if isinstance(n, Ref) and n.role == "column"})
+        self.code.function(
+            "fit_statistics(columns)", "The statistics of standardize and min_max over the training rows "
+            "(as dslc fits them).", *[f'{local(name, TRAIN_NAMES)} = columns["{name}"]' for name in used],
+            "statistics = []",
+            *[f'statistics.append(tables.fit_scale("{node.name}", {writer(node.arg)[0]}))' for node in self.fits],
+            "return statistics")
 
+    def drop_lines(self) -> list[str]:
+        return [f"columns = tables.drop_missing(columns, COLUMNS{self.markers})"] if self.plans is not None else []
 
-def drop_missing(columns, plan):
-    """Without the rows a fill=drop column misses (dslc drops them before it splits)."""
-    n = len(next(iter(columns.values())))
-    keep = [i for i in range(n) if not any(plan[c]["fill"] == "drop" and missing(columns[c][i]) for c in plan)]
-    return {name: [cells[i] for i in keep] for name, cells in columns.items()}
+    def fit_lines(self) -> list[str]:
+        """Fit on the training rows (`parts["train"]`): the column recipes, then the statistics."""
+        lines = []
+        if self.plans is not None:
+            lines += [f'recipes = tables.fit_columns(columns, COLUMNS, parts["train"]{self.markers})',
+                      f"columns = tables.encode_columns(columns, recipes{self.markers})"]
+        if self.fits:
+            lines.append('STATISTICS[:] = fit_statistics({name: values[parts["train"]] for name, values in '
+                         "columns.items()})")
+        return lines
 
-
-def sort_categories(names):
-    """Categories in index order: by value when every name is a number, else alphabetically."""
-    names = sorted(set(names))
-    try:
-        numbers = [float(name) for name in names]
-    except ValueError:
-        return names
-    return [name for _, name in sorted(zip(numbers, names))] if all(map(math.isfinite, numbers)) else names
-
-
-def fit_columns(columns, plan, rows):
-    """Each column's fill value and categories, from the training rows only."""
-    recipes = {}
-    for name, p in plan.items():
-        kind, fill = p["kind"], p["value"]
-        cells = [columns[name][i] for i in rows if not missing(columns[name][i])]
-        values = [text(c) for c in cells] if kind == "category" else [float(c) for c in cells]
-        if kind == "integer":
-            values = [int(v) for v in values]
-        if fill is not None and kind == "category":
-            fill = text(fill)
-        elif p["fill"] in ("mean", "median"):
-            fill = float(np.mean(values) if p["fill"] == "mean" else np.median(values))
-        elif p["fill"] == "mode":
-            counts = Counter(values)
-            top = [v for v, c in counts.items() if c == max(counts.values())]
-            fill = sort_categories(top)[0] if kind == "category" else min(top)
-        recipe = {"kind": kind, "fill": fill}
-        if kind == "category":
-            recipe["categories"] = p["categories"] or sort_categories(values + ([fill] if fill is not None else []))
-        recipes[name] = recipe
-    return recipes
-
-
-def encode_columns(columns, recipes):
-    """The columns as the expressions read them: missing cells filled, categories as their indices."""
-    out = {}
-    for name, r in recipes.items():
-        cells = [r["fill"] if missing(c) else c for c in columns[name]]
-        if any(c is None for c in cells):
-            raise ValueError(f"column {name!r} has a missing value and no fill")
-        if r["kind"] == "category":
-            index = {c: k for k, c in enumerate(r["categories"])}
-            out[name] = np.array([index[text(c)] for c in cells], dtype=np.int64)
-        else:
-            out[name] = np.array([float(c) for c in cells], dtype=np.float64 if r["kind"] == "number" else np.int64)
-    return out
-'''
-
-SPLIT_ROWS = '''
-def split_rows(n, fractions, seed, keep_order):
-    """The rows of each split: a seeded permutation, the first parts held out."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    parts, start = {}, 0
-    for role, fraction in fractions.items():
-        k = max(1, int(fraction * n))
-        parts[role] = order[start:start + k]
-        start += k
-    parts["train"] = order[start:]
-    if keep_order:
-        parts = {role: np.sort(index) for role, index in parts.items()}
-    return parts
-'''
-
-SCALE_HELPERS = '''
-STATISTICS = []     # (centre, spread) of each standardize/min_max, fitted on the training rows by load_data
-
-
-def fit_scale(name, values):
-    """standardize: the mean and standard deviation of the training values; min_max: their minimum and range
-    (per element; a constant element is not divided)."""
-    values = np.asarray(values, dtype=np.float64)
-    if name == "standardize":
-        centre, spread = values.mean(axis=0), values.std(axis=0)
-    else:
-        centre, spread = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
-    spread = np.where(spread > 0, spread, 1.0)
-    if np.ndim(centre) == 0:
-        return float(centre), float(spread)
-    return centre, spread
-
-
-def scale(x, statistics):
-    centre, spread = statistics
-    return (x - centre) / spread
-'''
-
-UNSCALE_HELPER = '''
-def unscale(y, statistics):
-    """A value in standardize/min_max units back in its column's units."""
-    centre, spread = statistics
-    if np.ndim(centre):
-        centre, spread = torch.tensor(centre, dtype=torch.float32), torch.tensor(spread, dtype=torch.float32)
-    return y * spread + centre
-'''
+    def encoded(self, call: str) -> str:
+        """The columns of a held-out split's own source, encoded with the training rows' recipes."""
+        if self.plans is None:
+            return call
+        return f"tables.encode_columns(tables.drop_missing({call}, COLUMNS{self.markers}), recipes{self.markers})"

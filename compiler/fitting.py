@@ -2,7 +2,8 @@
 
 `fit(nodes, columns)` evaluates the argument of every `Fitted` node of the
 expressions over the training rows (`columns`, already encoded: numbers, category
-indices) with the numpy backend and returns the statistics of each; `resolve(node,
+indices) with the numpy backend and returns the statistics of each (dslc/kit/tables.py
+`fit_scale`, which an ejected train.py fits with too); `resolve(node,
 statistics)` rewrites an expression with each `Fitted` node replaced by plain
 arithmetic, the statistics as constants: `standardize(x)` becomes `(x - 43.9) / 5.46`
 and its inverse (a prediction back in the target's units) `output * 5.46 + 43.9`.
@@ -20,6 +21,7 @@ import numpy as np
 from .ir import Const, Fitted, Node, Op, walk
 from .numpy_backend import evaluate
 from .shapes import TensorShape
+from dslc.kit.tables import fit_scale
 
 
 def fitted_nodes(nodes: list[Node]) -> list[Fitted]:
@@ -41,14 +43,9 @@ def statistics(name: str, values: np.ndarray) -> dict:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 0:
         values = values.reshape(1)
-    if name == "standardize":
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
-        std = np.where(std > 0, std, 1.0)           # a constant column: centred, not divided by zero
-        return {"mean": _plain(mean), "std": _plain(std)}
-    low, high = values.min(axis=0), values.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    return {"min": _plain(low), "range": _plain(span)}
+    centre, spread = fit_scale(name, values)         # a constant column: centred, not divided by zero
+    names = ("mean", "std") if name == "standardize" else ("min", "range")
+    return {names[0]: _plain(np.asarray(centre)), names[1]: _plain(np.asarray(spread))}
 
 
 def _plain(a: np.ndarray):

@@ -54,6 +54,7 @@ class ModelChecker:
         self.pending_values: dict[str, list] = {}    # layer name -> its value arguments (memory=...)
         self.instantiating: list[str] = []            # the blocks being built, innermost last
         self.current: Node | None = None
+        self.open_chain: tuple[Node, list[str], Chain] | None = None     # see `closed`
         self.exprs = ExprChecker(report, evaluate, self.name, self.call, f"in model {model.name}")
         self.chain_broken = False      # a stage of the running chain failed: later shapes are unknown
         self.returned = False
@@ -98,7 +99,7 @@ class ModelChecker:
                     self.report.error(f"model {m.name} has several inputs and no `return`", m.span,
                                       "end the model with `return EXPR`")
             if self.current is not None:
-                self.ir.outputs = [self.current]
+                self.ir.outputs = [self.closed(self.current)]
         for name, b in self.block_defs.items():
             if name not in self.used:
                 self.report.warning(f"block '{name}' is never used", b.span)
@@ -265,6 +266,8 @@ class ModelChecker:
     def stage(self, st, value: Node, scope: str, copy: bool = False) -> Node:
         """Apply one stage to `value`; in the model's chain (scope "") the result is its IR node, inside a block
         (scope: the block's path) a placeholder with its shape. `copy`: a block gets weights of its own."""
+        if isinstance(st, (ast.EachStage, ast.RepeatStage, ast.ResidualStage)) or st.name in self.block_defs:
+            value = self.closed(value)
         if isinstance(st, ast.EachStage):
             return self.each(st, value, scope)
         if isinstance(st, ast.RepeatStage):
@@ -275,6 +278,16 @@ class ModelChecker:
             return self.use_block(st.name, st.args, value, scope, st.span, copy=copy, in_chain=True)
         layer_ir = self.layer(st, value.shape, scope, each=False)
         return self.add_layer(layer_ir, value, scope)
+
+    def closed(self, value: Node) -> Node:
+        """`value` itself, or the Chain it stands for when it is the chain still being extended: layers are
+        appended to a list while the model's chain grows (linear in the number of stages), and the Chain
+        node is made once something else takes it."""
+        if self.open_chain is not None and value is self.open_chain[2]:
+            start, names, _ = self.open_chain
+            self.open_chain = None
+            return Chain(layers=tuple(names), input=start, shape=value.shape, batched=True, mask=value.mask)
+        return value
 
     def add_layer(self, layer_ir: LayerIR, value: Node, scope: str) -> Node:
         """The value after a layer: top-level layers join the model's chain; block layers join the block.
@@ -298,12 +311,18 @@ class ModelChecker:
         self.ir.layers.append(layer_ir)
         values = self.pending_values.pop(layer_ir.name, None)
         if values:
-            return LayerCall(layer=layer_ir.name, input=value, values=tuple(values), shape=out, batched=True,
-                             mask=mask)
-        if isinstance(value, Chain):
-            return Chain(layers=value.layers + (layer_ir.name,), input=value.input, shape=out, batched=True,
-                         mask=mask)
-        return Chain(layers=(layer_ir.name,), input=value, shape=out, batched=True, mask=mask)
+            return LayerCall(layer=layer_ir.name, input=self.closed(value), values=tuple(values), shape=out,
+                             batched=True, mask=mask)
+        if self.open_chain is not None and value is self.open_chain[2]:
+            start, names, _ = self.open_chain
+            names.append(layer_ir.name)
+        elif isinstance(value, Chain):
+            start, names = value.input, [*value.layers, layer_ir.name]
+        else:
+            start, names = value, [layer_ir.name]
+        growing = Chain(layers=(), input=start, shape=out, batched=True, mask=mask)    # stands for the chain
+        self.open_chain = (start, names, growing)
+        return growing
 
     def add_block(self, block: BlockIR, value: Node, scope: str) -> Node:
         mask = block.masks[1]

@@ -20,6 +20,7 @@ from .functions import FUNCTIONS
 from .ir import BlockCall, Chain, Generate, LossCall, MetricCall, Node, Ref
 from .ir_compile import compile_node
 from .losses import LOSSES
+from dslc.kit.metrics import metric
 
 MODULE = "__module__"
 
@@ -59,29 +60,6 @@ def loss_function(name: str, args: dict):
     if entry.target == "class":
         return lambda output, target: fn(class_scores_first(output), target.long(), **kwargs)
     return lambda output, target: fn(output, target.reshape(output.shape).to(output.dtype), **kwargs)
-
-
-def metric_function(name: str, args: dict):
-    """`fn(output, target) -> (sum, count)` for a metric of the catalog: its sum over the batch and what it counts."""
-    if name in ("accuracy", "top_k"):
-        k = args.get("k", 1)
-
-        def hits(output, target):
-            target = target.long()
-            if name == "accuracy" or k == 1:
-                right = output.argmax(dim=-1) == target
-            else:
-                top = output.topk(min(k, output.shape[-1]), dim=-1).indices
-                right = (top == target.unsqueeze(-1)).any(dim=-1)
-            return right.sum(), right.numel()
-        return hits
-
-    def error(output, target):
-        diff = output - target.reshape(output.shape).to(output.dtype)
-        per = diff.pow(2) if name in ("mse", "rmse") else diff.abs()
-        per_sample = per.reshape(per.shape[0], -1).mean(dim=1) if per.dim() > 1 else per
-        return per_sample.sum(), per_sample.shape[0]
-    return error
 
 
 class TorchBackend:
@@ -168,7 +146,7 @@ class TorchBackend:
         return loss_function(node.name, node.kwargs)
 
     def metric(self, node: MetricCall):
-        return metric_function(node.name, node.kwargs)
+        return metric(node.name, node.kwargs)
 
     def generate(self, node: Generate):
         raise TypeError(f"{node.name}(...) makes data columns and runs on the numpy backend only")

@@ -269,6 +269,8 @@ class Evaluator:
         self.report = report
         self.used: set[str] = set()
         self.failed: set[str] = set()     # variables whose value had an error (reported): using them is quiet
+        self.pending: dict[str, ast.Span] = {}   # `let`s not evaluated yet (while the lets are, in order)
+        self.current: str | None = None           # the `let` being evaluated
 
     def __call__(self, e) -> Any:
         """The expression's value; reports and raises NotConstant when it has none."""
@@ -289,6 +291,8 @@ class Evaluator:
                                       "known: " + ", ".join(sorted(v.facts)) if v.facts else None)
                     raise NotConstant
                 return v
+            if e.name in self.pending:
+                self._not_yet_defined(e)
             return Symbol(e.name, e.span)
         if isinstance(e, ast.Attr):
             base = e.value
@@ -357,6 +361,18 @@ class Evaluator:
                 raise NotConstant
             self.report.error("only lists can be indexed here", e.span)
             raise NotConstant
+        raise NotConstant
+
+    def _not_yet_defined(self, e: ast.Var):
+        """A `let` that uses itself, or a variable defined further down: a located error, not 'unknown name'."""
+        if e.name == self.current:
+            self.report.error(f"'{e.name}' refers to itself: a variable's value cannot use its own name", e.span,
+                              "give a value, e.g. a number, or another variable defined above")
+        else:
+            line = self.pending[e.name].line
+            self.report.error(f"'{e.name}' is used before it is defined (at line {line})", e.span,
+                              f"a variable can use only the variables above it: move `let {e.name} = ...` above "
+                              f"this line")
         raise NotConstant
 
     def _number(self, v, e):

@@ -13,6 +13,8 @@ exits with status 2. Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
+
 import difflib
 import json
 from dataclasses import dataclass, field
@@ -30,9 +32,14 @@ class Source:
     path: str
     text: str
 
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        """The text's lines, split once (a spec with thousands of diagnostics shows thousands of them)."""
+        return self.text.split("\n")
+
     def line(self, number: int) -> str:
         """Line `number` (1-based), counted as the parser counts them: only '\\n' ends a line."""
-        lines = self.text.split("\n")
+        lines = self.lines
         return lines[number - 1].rstrip("\r") if 0 < number <= len(lines) else ""
 
 

@@ -310,19 +310,55 @@ def _syntax_error(err: UnexpectedInput, text: str, source: Source) -> SpecError:
     return SpecError([Diagnostic(message, span, hint, source=source)])
 
 
-def _too_deep(text: str) -> tuple[int, int] | None:
-    depth = 0
-    line, col = 1, 0
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-        elif ch in "([{":
-            depth += 1
-            if depth > MAX_NESTING:
-                return line, col
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
+# A spec past these is refused with a located error before Lark sees it: parsing (~40 µs a token here) and the
+# recursive tree walks stay bounded, so any spec within MAX_SPEC_BYTES checks in well under 5 s.
+MAX_TOKENS = 50_000
+MAX_OPERATORS = 100        # in one expression: `a + b + ...` nests one level per operator
+_SCAN = re.compile(r'(?P<nl>\n)|(?P<skip>#[^\n]*|"(?:[^"\\\n]|\\.)*"|[ \t\r]+)|(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<open>[(\[{])|(?P<close>[)\]}])'
+                   r'|(?P<op>\*\*|[-+*/@.])|(?P<sep>[,;=:])|(?P<word>[^\s#"()\[\]{},;=:*/@.+-]+)|(?P<other>.)')
+
+
+def _beyond_limits(text: str) -> tuple[str, int, int, str] | None:
+    """(message, line, column, hint) for the first place the text passes a limit, or None."""
+    tokens = operators = 0
+    line, line_start = 1, 0
+    previous = ""
+    opened: list[str] = []
+    for m in _SCAN.finditer(text):
+        kind = m.lastgroup
+        if kind == "nl":
+            line, line_start = line + 1, m.end()
+            if not opened or opened[-1] == "{":          # a new statement
+                operators = 0
+            continue
+        if kind == "skip":
+            continue
+        tokens += 1
+        column = m.start() - line_start + 1
+        if tokens > MAX_TOKENS:
+            return (f"spec has more than {MAX_TOKENS:,} tokens", line, column,
+                    "a spec describes a model: write repeated stages as repeat(N) STAGE; data belongs in a data file")
+        if kind == "open":
+            opened.append(m.group())
+            if len(opened) > MAX_NESTING:
+                return f"brackets nested more than {MAX_NESTING} deep", line, column, "simplify the expression"
+            if m.group() == "{":
+                operators = 0
+            elif previous == "close":            # f(x)(y), a[0][1]: one more level of the same expression
+                operators += 1
+        elif kind == "close":
+            if opened:
+                opened.pop()
+            if m.group() == "}":
+                operators = 0
+        elif kind == "op":
+            operators += 1
+        elif kind == "sep":
+            operators = 0
+        if operators > MAX_OPERATORS:
+            return (f"more than {MAX_OPERATORS} operators in one expression", line, column,
+                    "split it into parts with `let` variables")
+        previous = kind
     return None
 
 
@@ -332,12 +368,11 @@ def parse(text: str, path: str = "<spec>", start: str = "start"):
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
         raise SpecError([Diagnostic(f"spec file is larger than {MAX_SPEC_BYTES // 1000} kB", ast.Span(line=1, column=1, end_line=1, end_column=2),
                                     "a spec describes a model; data belongs in a data file", source=source)])
-    deep = _too_deep(text)
-    if deep:
-        line, col = deep
-        raise SpecError([Diagnostic(f"brackets nested more than {MAX_NESTING} deep",
-                                    ast.Span(line=line, column=col, end_line=line, end_column=col + 1),
-                                    "simplify the expression", source=source)])
+    beyond = _beyond_limits(text)
+    if beyond:
+        message, line, col, hint = beyond
+        raise SpecError([Diagnostic(message, ast.Span(line=line, column=col, end_line=line, end_column=col + 1),
+                                    hint, source=source)])
     try:
         tree = _parser().parse(text, start=start)
         return _ToAst().transform(tree)

@@ -11,7 +11,6 @@ from dslc.errors import SpecError
 from . import ast
 from .diagnostics import Diagnostic, Source
 from .parse import BOM, MAX_SPEC_BYTES, parse
-from .yaml_face import from_yaml
 
 
 def read_spec(path: str | Path) -> tuple[ast.Spec, Source]:
@@ -23,6 +22,7 @@ def read_spec(path: str | Path) -> tuple[ast.Spec, Source]:
     path = Path(path)
     text = decode_spec(read_bounded(path), path)
     if path.suffix in (".yaml", ".yml"):
+        from .yaml_face import from_yaml          # PyYAML is imported only for the YAML face
         return from_yaml(text, str(path)), Source(str(path), text)
     return parse(text, str(path)), Source(str(path), text)
 

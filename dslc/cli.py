@@ -44,6 +44,18 @@ def load(path: str, overrides=(), variant: str | None = None):
 # ---------------------------------------------------------------- commands
 
 
+MAX_SHOWN_DIAGNOSTICS = 50
+
+
+def shown(err: SpecError) -> str:
+    """The diagnostics of a SpecError as printed: the first MAX_SHOWN_DIAGNOSTICS, then how many more."""
+    text = [d.render() for d in err.diagnostics[:MAX_SHOWN_DIAGNOSTICS]]
+    more = len(err.diagnostics) - MAX_SHOWN_DIAGNOSTICS
+    if more > 0:
+        text.append(f"... and {more:,} more (dslc check --format json lists every one)")
+    return "\n".join(text)
+
+
 def cmd_check(args) -> int:
     from dslc.compiler.check import check_all, parse_override
     from dslc.errors import SpecError
@@ -59,7 +71,7 @@ def cmd_check(args) -> int:
             failed = True
             diagnostics += err.diagnostics
             if args.format == "text":
-                _err(str(err))
+                _err(shown(err))
             continue
         warnings = {w.render(): w for r in results for w in r.warnings}
         diagnostics += warnings.values()
@@ -218,7 +230,7 @@ def _main(argv=None) -> int:
     try:
         return args.func(args) or 0
     except SpecError as err:
-        _err(str(err))
+        _err(shown(err))
         return EXIT_SPEC_ERROR
     except UserError as err:
         _err(f"error: {err}")

@@ -4,8 +4,16 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Property tests draw the same examples on every run, so the suite passes or fails the same way each time
+# (a counterexample found by exploring goes into the test that found it). To explore new examples:
+#   HYPOTHESIS_PROFILE=explore .venv/bin/python -m pytest tests/test_semantics.py -m slow
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 os.environ.setdefault("DSLC_NO_PLOTS", "1")      # `dslc train` in tests skips its plots; tests/test_plots.py draws them
 
 ROOT = Path(__file__).resolve().parents[1]

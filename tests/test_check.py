@@ -98,7 +98,8 @@ def test_overrides_of_lets_and_block_settings():
     assert (c.train.optimizer.name, c.train.optimizer.args["lr"]) == ("adam", 0.5)
     c = checked(MLP, ["export.opset=17", "init.linear.weight=normal(0, 0.01)"])
     assert c.export.opset == 17 and (c.init[0].target, c.init[0].param, c.init[0].dist.name) == ("linear", "weight", "normal")
-    assert errors(MLP, ["hiden=8"]) == ["1:7 --set: there is no variable 'hiden' to set"]
+    assert errors(MLP, ["hiden=8"]) == ["1:1 --set: there is no variable 'hiden' to set"]   # at the name
+    assert errors(MLP, ["train.epoch=3"]) == ["1:1 --set: there is no setting 'train.epoch'"]
     assert errors(MLP, ["hidden=8.5"]) == ["1:8 --set: 'hidden' is a whole number in the spec"]
     assert errors(MLP, ["train.steps=0"]) == ["1:13 'steps' must be positive (got 0)"]
 
@@ -108,6 +109,48 @@ def test_override_errors_point_into_the_override():
         checked(MLP, ["train.epochs=-1"])
     text = str(info.value)
     assert text.startswith("--set:1:14: error:") and "1 | train.epochs=-1" in text
+
+
+def test_a_variable_used_before_its_let_or_by_itself_is_named_as_such():
+    assert errors("let a = b + 1\nlet b = 2\nmodel m(x: f32[4]) { linear(a) }") == \
+        ["1:9 'b' is used before it is defined (at line 2)"]
+    assert errors("let a = b\nlet b = 2\nmodel m(x: f32[4]) { linear(a) }") == \
+        ["1:9 'b' is used before it is defined (at line 2)"]
+    assert errors("let a = a * 2\nmodel m(x: f32[4]) { linear(a) }") == \
+        ["1:9 'a' refers to itself: a variable's value cannot use its own name"]
+    with pytest.raises(SpecError) as info:                 # not "unknown name 'hidden' (did you mean 'hidden'?)"
+        checked(MLP, ["hidden=hidden"])
+    d, = info.value.diagnostics
+    assert (d.where.path, d.span.line, d.span.column) == ("--set", 1, 8)
+    assert d.message == "'hidden' refers to itself: a variable's value cannot use its own name"
+    assert "did you mean" not in (d.hint or "")
+    # an error inside a let is reported at the let, once, not at each use
+    assert errors('let w = 3 * "x"\nmodel m(x: f32[4]) { linear(w) linear(w) }') == \
+        ['1:13 arithmetic needs numbers, not "x"']
+
+
+def test_thousands_of_mistakes_in_several_variants_are_reported_once_each(capsys):
+    """Each variant reports the same 2,000 mistakes: they are merged by their text in one pass (this took
+    minutes when merged pairwise), and the command line shows the first 50 and says how many more."""
+    text = "let lr = 0.1\nmodel m(x: f32[4]) {\n" + "    linear(q)\n" * 2000 + "}\n" \
+        "variants {\n    a: lr = 1\n    b: lr = 2\n}\n"
+    with pytest.raises(SpecError) as info:
+        check_all(parse(text, "t.dlspec"), Source("t.dlspec", text))
+    assert len(info.value.diagnostics) == 2000
+    assert {d.span.line for d in info.value.diagnostics} == set(range(3, 2003))
+    from dslc.cli import shown
+    lines = shown(info.value).splitlines()
+    assert lines[-1] == "... and 1,950 more (dslc check --format json lists every one)"
+    assert sum(line.startswith("t.dlspec:") for line in lines) == 50
+
+
+def test_a_long_chain_of_stages_is_checked_in_linear_time():
+    """The model's chain grows by appending to a list (a new tuple per stage made 180,000 stages take
+    minutes); the IR still holds one Chain with every layer in order."""
+    n = 20_000
+    c = checked("model m(x: f32[4]) {\n" + "    relu\n" * (n - 1) + "    linear(2)\n}")
+    chain, = c.model.outputs
+    assert len(chain.layers) == n and chain.layers[-1] == "linear_1" and chain.shape.dims == (2,)
 
 
 def test_variants_are_checked_one_by_one():

@@ -24,10 +24,12 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def test_emit_writes_the_three_files(capsys, tmp_path):
     status, out, err = run(capsys, "emit", str(SPECS / "cnn_mnist.dlspec"), "--python", str(tmp_path / "cnn"))
     assert status == 0, err
-    assert sorted(p.name for p in (tmp_path / "cnn").iterdir()) == ["README.md", "model.py", "train.py"]
-    assert "wrote" in out and "model.py" in out
+    assert sorted(p.name for p in (tmp_path / "cnn").iterdir()) == ["README.md", "dslc_kit", "model.py", "train.py"]
+    assert "wrote" in out and "model.py" in out and "dslc_kit" in out
     assert "class Cnn(nn.Module)" in (tmp_path / "cnn" / "model.py").read_text()
-    assert "torch.optim.Adam(model.parameters(), lr=0.001)" in (tmp_path / "cnn" / "train.py").read_text()
+    train = (tmp_path / "cnn" / "train.py").read_text()
+    assert '"optimizer": {"class": "Adam", "lr": 0.001, "betas": [0.9, 0.999], ' in train
+    assert "from dslc_kit import script" in train and "import dslc\n" not in train
 
 
 def test_emit_refuses_to_overwrite_without_force(capsys, tmp_path):
@@ -37,8 +39,12 @@ def test_emit_refuses_to_overwrite_without_force(capsys, tmp_path):
     status, _, err = run(capsys, "emit", spec, "--python", str(tmp_path))
     assert status == 1 and "already exist" in err and "--force" in err and "Traceback" not in err
     assert (tmp_path / "model.py").read_text() == "# my edits\n"
+    (tmp_path / "dslc_kit" / "gone.py").write_text("# a module an older dslc wrote\n")
+    (tmp_path / "dslc_kit" / "loop.py").write_text("# edited\n")
     assert run(capsys, "emit", spec, "--python", str(tmp_path), "--force")[0] == 0
     assert "class Thermometer" in (tmp_path / "model.py").read_text()
+    assert not (tmp_path / "dslc_kit" / "gone.py").exists()         # the kit is dslc's: replaced as a whole
+    assert (tmp_path / "dslc_kit" / "loop.py").read_text() == (ROOT / "kit" / "loop.py").read_text()
 
 
 def test_emit_takes_variants_and_overrides(capsys, tmp_path):
@@ -47,9 +53,9 @@ def test_emit_takes_variants_and_overrides(capsys, tmp_path):
                          "--set", "train.epochs=7")
     assert status == 0 and "[raw_adam]" in out
     train = (tmp_path / "a" / "train.py").read_text()
-    assert "torch.optim.Adam(model.parameters(), lr=0.1)" in train
-    assert 'parser.add_argument("--epochs", type=int, default=7)' in train
-    assert "inputs = [(t_u * 1.0).astype(np.float32)]" in train         # scale = 1.0 in this variant
+    assert '"optimizer": {"class": "Adam", "lr": 0.1, ' in train
+    assert '"epochs": 7,' in train
+    assert "return [(t_u * 1.0).astype(np.float32)], [t_c.astype(np.float32)]" in train   # scale = 1.0 here
 
 
 def test_emit_mistakes_are_clear(capsys, tmp_path):

@@ -296,6 +296,7 @@ def test_ejected_files_compile_and_pass_ruff(tmp_path):
     folders = _ejected_folders(tmp_path)
     files = [p for f in folders for p in sorted(f.glob("*.py"))]
     assert len(files) >= 2 * len(list(SPECS.glob("*.dlspec"))) + 2 * len(TRAIN_ONLY_SPECS)
+    files += sorted(folders[0].glob("dslc_kit/*.py"))             # the training kit, as copied
     for path in files:
         py_compile.compile(str(path), doraise=True)
     if RUFF is None:
@@ -310,7 +311,9 @@ def test_readme_and_train_written(tmp_path):
     spec, source = read_spec(SPECS / "dropout_overfit.dlspec")
     checked = check(spec, source, variant="overfit")
     paths = eject(checked, tmp_path, "specs/dropout_overfit.dlspec")
-    assert [p.name for p in paths] == ["model.py", "train.py", "README.md"]
+    assert [p.name for p in paths] == ["model.py", "train.py", "dslc_kit", "README.md"]
+    assert sorted(p.name for p in (tmp_path / "dslc_kit").iterdir()) == sorted(
+        p.name for p in (Path(__file__).parents[1] / "kit").glob("*.py"))
     readme = (tmp_path / "README.md").read_text()
     assert "variant `overfit`" in readme and "--variant NAME" in readme and "dropout" in readme
     assert "nn.Dropout(0.0)" in (tmp_path / "model.py").read_text()

@@ -1,11 +1,12 @@
 """The ejected train.py trains as `dslc train` does: same data, seed, batches, loss and loop, same numbers.
 
-Each case runs dslc's own training loop (runtime/train.py `fit`) and the
-ejected train.py (imported from its folder, `main()` run with arguments) on
-the same spec, and compares every log and evaluation line and the final
-metrics: digit for digit where the run is small (thermometer, the dropout
-net, the sin/cos RNN), within float tolerance for a few steps of the MNIST
-CNN and LSTM and of the text GRU.
+Each case runs dslc's own training loop (runtime/training/loop.py `fit`) and
+the ejected train.py (imported from its folder, `main()` run with arguments,
+with dslc's training kit copied beside it as dslc_kit/ and dslc itself out of
+reach) on the same spec, and compares every log and evaluation line and the
+final metrics: digit for digit where the run is small (thermometer, the
+dropout net, the sin/cos RNN, the tables), within float tolerance for a few
+steps of the MNIST CNN and LSTM and of the text GRU.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import importlib.util
 import io
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,13 +26,13 @@ from conftest import SHARED_DATA, SPECS
 from dslc.compiler.check import check, parse_override
 from dslc.compiler.emit import eject
 from dslc.compiler.emit_expr import loss_source
-from dslc.compiler.emit_train import EjectError, optimizer_source, train_source
+from dslc.compiler.emit_train import EjectError, train_source
 from dslc.compiler.losses import LOSSES
 from dslc.compiler.optimizers import OPTIMIZERS
 from dslc.compiler.torch_backend import loss_function
 from dslc.dsl.read import read_spec
 
-train_runtime = pytest.importorskip("dslc.runtime.training.loop", reason="the training runtime (runtime/train.py) is missing")
+train_runtime = pytest.importorskip("dslc.runtime.training.loop", reason="the training runtime is missing")
 
 
 # ---------------------------------------------------------------- running both sides
@@ -73,18 +73,10 @@ def run_dslc(checked, data_root=None) -> tuple[list[dict], dict]:
 
 
 def as_ejected(record: dict) -> dict:
-    """A dslc event in the terms the ejected script (compiler/emit_train.py) still prints: its log lines call
-    the mean since the previous log line `train_loss` (dslc: train_loss_recent, with the epoch's mean as
-    train_loss at an epoch's end), and its evaluation lines' train_loss is the mean since the previous
-    evaluation (dslc: the epoch's mean so far), which the two agree on only for evaluations every epoch: the
-    evaluation lines are compared on their val_ and test_ figures."""
-    values = {k: v for k, v in record.items() if k not in ("event", "epoch", "step") and v is not None}
-    if record["event"] == "log":
-        values.pop("train_loss", None)
-        values["train_loss"] = values.pop("train_loss_recent")
-    elif record["event"] == "eval":
-        values["train_loss"] = None                  # compared by name only
-    return values
+    """A dslc event as the ejected script prints it: every figure of the record (the script runs dslc's loop,
+    so its log lines carry train_loss_recent, train_loss at an epoch's end and lr, its evaluation lines
+    train_loss and the held-out figures, as dslc's do)."""
+    return {k: v for k, v in record.items() if k not in ("event", "epoch", "step") and v is not None}
 
 
 def _value(text: str) -> float:
@@ -105,27 +97,55 @@ def parse_lines(text: str) -> tuple[list[tuple], dict, list[str]]:
     return events, final, raw
 
 
+@contextlib.contextmanager
+def without_dslc():
+    """dslc out of reach (`import dslc` fails) and no kit or model module left from another folder."""
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in ("dslc", "dslc_kit", "model")}
+    for k in saved:
+        del sys.modules[k]
+    sys.modules["dslc"] = None
+    try:
+        yield
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] in ("dslc", "dslc_kit", "model")]:
+            del sys.modules[k]
+        sys.modules.update({k: v for k, v in saved.items() if k.split(".")[0] == "dslc"})
+
+
 def run_ejected(checked, folder: Path, args: list[str]) -> str:
-    """Eject into folder, import its train.py and run main() with args; returns what it printed."""
+    """Eject into folder, import its train.py and run main() with args, dslc out of reach; returns what it
+    printed."""
     eject(checked, folder, f"specs/{Path(checked.source.path).name}")
-    sys.modules.pop("model", None)
     sys.path.insert(0, str(folder))
     try:
-        spec = importlib.util.spec_from_file_location(f"ejected_train_{abs(hash(str(folder)))}", folder / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out = io.StringIO()
-        argv = sys.argv
-        sys.argv = ["train.py", "--out", str(folder / "model.pt"), "--device", "cpu", *args]
-        try:
-            with contextlib.redirect_stdout(out):
-                module.main()
-        finally:
-            sys.argv = argv
+        with without_dslc():
+            spec = importlib.util.spec_from_file_location(f"ejected_train_{abs(hash(str(folder)))}",
+                                                          folder / "train.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            out = io.StringIO()
+            argv = sys.argv
+            sys.argv = ["train.py", "--out", str(folder / "model.pt"), "--device", "cpu", *args]
+            try:
+                with contextlib.redirect_stdout(out):
+                    module.main()
+            finally:
+                sys.argv = argv
     finally:
         sys.path.remove(str(folder))
-        sys.modules.pop("model", None)
     return out.getvalue()
+
+
+# Runs train.py as `python train.py ARGS` does, with `import dslc` failing: the folder needs torch and numpy only.
+WITHOUT_DSLC = "import runpy, sys; sys.modules['dslc'] = None; sys.argv[0] = 'train.py'; " \
+               "runpy.run_path('train.py', run_name='__main__')"
+
+
+def run_script(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-c", WITHOUT_DSLC, *args], cwd=folder, capture_output=True, text=True,
+                            timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def _fmt(v) -> str:
@@ -249,15 +269,12 @@ def test_dslc_train_run_and_the_ejected_script_agree(tmp_path, capsys):
     spec = str(SPECS / "thermometer.dlspec")
     assert main(["train", spec, "--variant", "raw_adam", "--epochs", "50", "--out", str(tmp_path / "run"),
                  *settings]) == 0
-    # in the ejected script's terms (see as_ejected): its log line's train_loss is dslc's train_loss_recent
-    trained = [re.sub(r"train_loss_recent (\S+)  train_loss \S+", r"train_loss \1", line.split(": ", 1)[1])
-               for line in capsys.readouterr().out.splitlines() if line.startswith("raw_adam: epoch ")]
+    trained = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("raw_adam: epoch ")]
     assert main(["emit", spec, "--python", str(tmp_path / "ejected"), "--variant", "raw_adam",
                  "--set", "train.epochs=50", *settings]) == 0
     capsys.readouterr()
-    result = subprocess.run([sys.executable, "train.py", "--out", "w.pt"], cwd=tmp_path / "ejected",
-                            capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
-    assert result.returncode == 0, result.stderr
+    result = run_script(tmp_path / "ejected", "--out", "w.pt")
     assert [line for line in result.stdout.splitlines() if line.startswith("epoch ")] == trained
     assert len(trained) == 6
 
@@ -278,10 +295,8 @@ def test_dslc_train_run_and_the_ejected_script_agree(tmp_path, capsys):
 def test_ejected_train_runs_as_a_script(tmp_path):
     checked = checked_spec(tmp_path, "thermometer")
     eject(checked, tmp_path / "ejected", "specs/thermometer.dlspec")
-    result = subprocess.run([sys.executable, "train.py", "--epochs", "3", "--out", "w.pt"], cwd=tmp_path / "ejected",
-                            capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
-    assert result.returncode == 0, result.stderr
-    assert "epoch 1  step 1  train_loss 80.3643  lr 0.01" in result.stdout
+    result = run_script(tmp_path / "ejected", "--epochs", "3", "--out", "w.pt")
+    assert "epoch 1  step 1  train_loss_recent 80.3643  train_loss 80.3643  lr 0.01" in result.stdout
     assert "epoch 3  step 3" in result.stdout
     state = torch.load(tmp_path / "ejected" / "w.pt", weights_only=True)
     assert set(state) == {"w", "b"}
@@ -290,17 +305,28 @@ def test_ejected_train_runs_as_a_script(tmp_path):
 # ---------------------------------------------------------------- the catalogs, written out
 
 
-def test_every_optimizer_is_written_with_dslcs_settings():
+def test_every_optimizer_is_written_with_dslcs_settings(tmp_path):
+    """The CONFIG written into train.py, read back as Python, makes each optimizer as dslc makes it."""
+    import ast
+    import dataclasses
+
+    from dslc.compiler.build import build_optimizer
+    from dslc.compiler.ir import CallIR
+    from dslc.kit.optim import make_optimizer
+    checked = checked_spec(tmp_path, "thermometer")
     for name, opt in OPTIMIZERS.items():
         args = {a.name: (0.05 if a.required else a.default) for a in opt.args}
-        from dslc.compiler.build import build_optimizer
-        from dslc.compiler.ir import CallIR
+        call = CallIR(name, args)
+        train = train_source(dataclasses.replace(checked, train=dataclasses.replace(checked.train, optimizer=call)),
+                             "x", "Thermometer")
+        config = ast.literal_eval(train.split("CONFIG = ", 1)[1].split("\n}\n", 1)[0] + "\n}")
         model = torch.nn.Linear(2, 1)
-        want = build_optimizer(CallIR(name, args), model.parameters())
-        got = eval(optimizer_source(CallIR(name, args)), {"torch": torch, "model": model})
+        want = build_optimizer(call, model.parameters())
+        got = make_optimizer(config["optimizer"], model.parameters())
+        defaults = getattr(torch.optim, opt.torch_class)(model.parameters(), lr=args["lr"])   # torch's own defaults
         strip = lambda g: {k: v for k, v in g.items() if k != "params"}
         assert type(got) is type(want), name
-        assert strip(got.param_groups[0]) == strip(want.param_groups[0]), name
+        assert strip(got.param_groups[0]) == strip(want.param_groups[0]) == strip(defaults.param_groups[0]), name
 
 
 @pytest.mark.parametrize("sequence", [False, True], ids=["per-sample", "per-step"])
@@ -569,12 +595,16 @@ def test_names_that_are_python_keywords_match_dslc(tmp_path):
 
 
 def test_every_schedule_and_metric_of_the_catalogs_can_be_written():
-    from dslc.compiler.emit_train import METRIC_SOURCE, SCHEDULE_SOURCE
+    """Every catalog entry has its torch form in the training kit (dslc/kit), which dslc and train.py share."""
+    from dslc.compiler.data_sources import DATA_SOURCES
+    from dslc.compiler.emit_sources import SourceWriter
     from dslc.compiler.metrics import METRICS
     from dslc.compiler.schedules import SCHEDULES
-    assert set(SCHEDULES) <= set(SCHEDULE_SOURCE), "write the new schedule in SCHEDULE_SOURCE (compiler/emit_train.py)"
-    assert set(METRICS) <= set(METRIC_SOURCE), "write the new metric in METRIC_SOURCE (compiler/emit_train.py)"
-    from dslc.compiler.data_sources import DATA_SOURCES
-    from dslc.compiler.emit_train import SourceWriter
+    from dslc.kit import metrics as kit_metrics
+    from dslc.kit import optim
+    assert {n: s.unit for n, s in SCHEDULES.items()} == {n: u for n, (u, _) in optim.SCHEDULES.items()}, \
+        "build each schedule of compiler/schedules.py in dslc/kit/optim.py SCHEDULES, with the same unit"
+    assert {n: m.root for n, m in METRICS.items()} == {n: root for n, (_, root) in kit_metrics.METRICS.items()}, \
+        "compute each metric of compiler/metrics.py in dslc/kit/metrics.py METRICS"
     missing = [n for n in DATA_SOURCES if not hasattr(SourceWriter, f"source_{n}")]
-    assert not missing, f"write a reader for {missing} in SourceWriter (compiler/emit_train.py)"
+    assert not missing, f"write a reader for {missing} in SourceWriter (compiler/emit_sources.py)"

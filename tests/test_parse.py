@@ -144,7 +144,25 @@ def test_limits():
     assert "larger than" in error("#" * 1_000_001)[2]
     assert error("let x = 1e999")[2] == "the number 1e999 is too large"
     assert "too large" in error("let x = " + "9" * 400)[2]
-    assert "too deeply" in error("let x = " + " ** ".join(["2"] * 3000))[2]
+    assert error("let x = " + " ** ".join(["2"] * 3000))[2] == "more than 100 operators in one expression"
+
+
+def test_size_limits_are_located_and_checked_before_parsing():
+    """Within the 1 MB file limit a spec could still hold ~500,000 tokens (minutes of parsing) or one
+    expression thousands of operators deep (a RecursionError): both are located errors, found by a scan."""
+    line, col, message, hint = error("let a = [" + "1," * 60_000 + "1]")
+    assert (line, col, message) == (1, 10 + 2 * 24_998, "spec has more than 50,000 tokens")   # the 50,001st
+    assert "repeat(N)" in hint and "data file" in hint
+    stages = "model m(x: f32[4]) {\n" + "    relu\n" * 50_001 + "}\n"
+    assert error(stages)[:3] == (1 + 50_001 - 11, 5, "spec has more than 50,000 tokens")   # 11 on line 1
+    line, col, message, hint = error("let a = 1" + " + 1" * 101)
+    assert (line, col, message) == (1, 9 + 4 * 100 + 2, "more than 100 operators in one expression")
+    assert error("model m(x: f32[4]) {\n    return x" + "[0]" * 102 + "\n}")[2] == \
+        "more than 100 operators in one expression"
+    assert error("let a = " + "-" * 101 + "1")[2] == "more than 100 operators in one expression"
+    # commas, statements and blocks start a new expression; numbers' points, strings and comments are no operators
+    parse("let a = [" + ", ".join(["1 + 1"] * 200) + "]\nlet b = 1.5" + " + 2.5" * 100 + "  # " + "+" * 300)
+    parse("let s = \"" + "+" * 300 + "\"\n" + "\n".join(f"let v{i} = 1" + " + 1" * 100 for i in range(3)))
 
 
 def test_read_spec_refuses_unreadable_files(tmp_path: Path):

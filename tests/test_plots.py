@@ -210,6 +210,13 @@ def test_plot_command_says_which_kinds_do_not_apply(thermo_run, tmp_path, capsys
     assert not list(tmp_path.glob("*.png"))
 
 
+def test_an_unknown_kind_of_plot_is_named_with_the_kinds(thermo_run, tmp_path, capsys):
+    assert main(["plot", str(thermo_run), "--only", "curve", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --only curve: no such kind of plot (did you mean 'curves'?); the kinds: curves, ")
+    assert len(err.splitlines()) == 1 and not list(tmp_path.glob("*.png"))
+
+
 def test_plot_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 1
     assert "is not a dslc run directory" in capsys.readouterr().err

@@ -209,7 +209,7 @@ def test_bad_csv_files(models, capsys, tmp_path, text, message):
 
 
 def test_text_lines_are_tokenised_with_the_recorded_vocabulary(models, capsys, tmp_path):
-    from dslc.runtime.data.text import encode_texts
+    from dslc.kit.text import encode_texts
     reviews = tmp_path / "reviews.txt"
     texts = ["A great movie!", "the plot was dull and awful", "fun fun fun"]
     reviews.write_text("\n".join(texts[:2]) + "\n\n" + texts[2] + "\n")

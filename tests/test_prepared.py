@@ -324,7 +324,7 @@ def test_mnist_images_stream_as_they_load(tmp_path):
 
 
 def test_the_losses_kept_for_an_epoch_hold_no_batch_buffers():
-    from dslc.runtime.training.loop import _kept
+    from dslc.kit.loop import kept as _kept
     output = torch.randn(64, 512, 1, requires_grad=True)
     loss = torch.nn.functional.mse_loss(output, torch.zeros(64, 512, 1))
     kept = _kept(loss)

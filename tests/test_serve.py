@@ -158,7 +158,7 @@ def test_records_instances_and_one_record_give_the_same_predictions(clients):
 
 
 def test_records_of_columns_and_of_text(clients):
-    from dslc.runtime.data.text import encode_texts
+    from dslc.kit.text import encode_texts
     client = clients["thermometer"][0]
     status, body = post(client, [{"t_u": 35.7}, {"t_u": 55.9}])      # untrained: w = 1, b = 0, input t_u * 0.1
     assert status == 200, body

@@ -1,6 +1,6 @@
 """The `dslc emit` and `dslc schema` verbs: eject a spec to plain PyTorch source, print the YAML face's JSON Schema.
 
-    dslc emit SPEC --python DIR [--variant V] [--set NAME=VALUE]   model.py, train.py, README.md in DIR
+    dslc emit SPEC --python DIR [--variant V] [--set NAME=VALUE]   model.py, train.py, dslc_kit/, README.md in DIR
     dslc schema [--out FILE]                                        JSON Schema of a spec's YAML form
 
 Imports nothing heavy at module level (the CLI loads this module at start-up).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EJECTED_FILES = ("model.py", "train.py", "README.md")
+EJECTED_FILES = ("model.py", "train.py", "dslc_kit", "README.md")
 
 
 def cmd_emit(args) -> int:
@@ -22,7 +22,8 @@ def cmd_emit(args) -> int:
     checked = load(args.spec, args.set or [], args.variant)
     out = Path(args.python)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; --python takes a folder to write model.py, train.py and README.md in")
+        raise UserError(f"{out} is a file; --python takes a folder to write model.py, train.py, dslc_kit/ and "
+                        "README.md in")
     if not args.force:
         existing = [str(out / name) for name in EJECTED_FILES if (out / name).exists()]
         if existing:
@@ -55,11 +56,12 @@ def cmd_schema(args) -> int:
 
 
 def add_commands(add, overrides) -> None:
-    sp = add("emit", cmd_emit, "eject a spec to plain PyTorch source: model.py, train.py and a README")
+    sp = add("emit", cmd_emit, "eject a spec to plain PyTorch source: model.py, train.py (with dslc's training kit, "
+                              "dslc_kit/) and a README")
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("--python", required=True, metavar="DIR", help="the folder to write the PyTorch source into")
     sp.add_argument("--variant", help="eject this variant (default: the spec as written)")
-    sp.add_argument("--force", action="store_true", help="overwrite model.py, train.py and README.md in DIR")
+    sp.add_argument("--force", action="store_true", help="overwrite model.py, train.py, dslc_kit/ and README.md in DIR")
     overrides(sp)
 
     sp = add("schema", cmd_schema, "print the JSON Schema of the YAML form of specs (for editor completion)")

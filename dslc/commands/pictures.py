@@ -18,11 +18,10 @@ from dslc.errors import UserError
 
 
 def add_commands(add, overrides) -> None:
-    from dslc.runtime.pictures.plot_catalog import PLOTS
     sp = add("plot", cmd_plot, "draw a trained run's pictures (curves, fits, confusion, ...) into RUN_DIR/plots/")
     sp.add_argument("run_dir", metavar="RUN_DIR")
-    sp.add_argument("--only", action="append", choices=list(PLOTS), metavar="KIND",
-                    help=f"draw only this kind (repeatable): {', '.join(PLOTS)}")
+    sp.add_argument("--only", action="append", metavar="KIND",
+                    help="draw only this kind (repeatable): curves, confusion, predictions, ... (a wrong name lists them)")
     sp.add_argument("--out", metavar="DIR", help="write the PNGs here instead of RUN_DIR/plots/")
     sp.add_argument("--data-root", metavar="DIR", help="where the data lives (default: where training found it)")
 
@@ -72,6 +71,13 @@ def make_plots_after_training(run_dir: Path, data_root=None, quiet: bool = False
 
 
 def cmd_plot(args) -> int:
+    from dslc.runtime.pictures.plot_catalog import PLOTS
+    for kind in args.only or ():
+        if kind not in PLOTS:
+            import difflib
+            near = difflib.get_close_matches(kind, list(PLOTS), n=1)
+            raise UserError(f"--only {kind}: no such kind of plot{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                            f"the kinds: {', '.join(PLOTS)}")
     from dslc.runtime.pictures.plots import make_plots
     result = make_plots(args.run_dir, data_root=args.data_root, only=args.only, out=args.out,
                         log=lambda text: print(text, file=sys.stderr))

@@ -19,7 +19,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -180,6 +180,10 @@ def _train_class():
                       Field(None, description="fp32, or mixed precision on CUDA")),
         "deterministic": (Union[StrictBool, Expression], Field(None, description="ask torch for deterministic kernels")),
         "checkpoint": (every, Field(None, description="how often to write checkpoints/last.pt")),
+        "memory_budget": (Union[StrictStr, Expression],
+                          Field(None, description="the memory training may use (\"24 GB\", \"512 MiB\"); "
+                                                  "check refuses a model that needs more (default: this machine's)",
+                                examples=["64 GB"])),
     }
     return _block_class("Train", "train { ... }: loss, optimizer, schedule and the length of training.", TRAIN_KEYS,
                         fields)

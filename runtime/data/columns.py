@@ -5,7 +5,8 @@ data block reads, `parse` reads each cell as its kind says (compiler/column_kind
 numbers, whole numbers, category names, texts), `drop_rows` removes the rows a `fill=drop`
 column is missing in and refuses any other missing cell (`fill=error`, the default)
 naming the file, row and column. `fit` then makes each column's recipe from the
-training rows alone: the fill value (mean, median, mode or the spec's value), a
+training rows alone: the fill value (mean, median, mode or the spec's value:
+dslc/kit/tables.py `fitted_fill`, the rule an ejected train.py applies too), a
 text column's vocabulary, and a category column's categories (the declared ones, or those of the training rows,
 which must be the ones `dslc check` read). `encode` applies a recipe to any rows —
 every split, and at prediction time the records of a request (`encode_values`) —
@@ -17,15 +18,15 @@ and travel in the recorded preprocessing. numpy only.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dslc.compiler.column_kinds import MISSING, category_name, number, sort_categories, whole_number
 from dslc.errors import UserError
+from dslc.kit.tables import fitted_fill
 
-from dslc.runtime.data import text as text_lib
+from dslc.kit import text as text_lib
 
 
 @dataclass
@@ -223,17 +224,7 @@ def fit(table: Table, name: str, p: Parsed, plan: Plan, train: np.ndarray) -> di
         if present.size == 0:
             raise UserError(f"{table.where}: column '{name}' has no value in the training rows to take the "
                             f"{plan.fill} of")
-        values = p.values[present]
-        if plan.fill == "mean":
-            recipe["fill"] = float(np.mean(values))
-        elif plan.fill == "median":
-            recipe["fill"] = float(np.median(values))
-        else:
-            counts = Counter(values.tolist())
-            top = max(counts.values())
-            candidates = [v for v, c in counts.items() if c == top]
-            recipe["fill"] = (sort_categories([str(v) for v in candidates])[0] if p.kind == "category"
-                              else int(min(candidates)))
+        recipe["fill"] = fitted_fill(plan.fill, p.kind, p.values[present].tolist())
     return recipe
 
 

@@ -8,14 +8,14 @@ permutation seeded by `data.seed`, the first part held out; a source of its own;
 or the source's native test set), fits the column recipes and the `standardize`/
 `min_max` statistics on the training rows (compiler/fitting.py), evaluates the
 data block's `inputs`/`targets` expressions with them, and casts and reshapes the
-inputs to the model's declared inputs. `batches` slices the tensors; no
-DataLoader, no per-sample Python.
+inputs to the model's declared inputs. The splits, the held-out rows and the
+batches are the training kit's (dslc/kit/batches.py): `batches` slices the
+tensors; no DataLoader, no per-sample Python.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,22 +36,9 @@ from dslc.runtime.data import columns as columns_lib
 from dslc.runtime.data import sources
 from dslc.runtime.data.sources import LoadContext, SourceData
 from dslc.runtime.data.preprocessing import fit_shape, preprocessing_for
+from dslc.kit.batches import Split, batches, num_batches, split_rows  # noqa: F401 (Split, batches: the kit's)
 
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class Split:
-    inputs: list[torch.Tensor]        # one per model input, [N, *declared dims]
-    targets: list[torch.Tensor]       # one per data target, [N, ...]
-
-    @property
-    def n(self) -> int:
-        tensors = self.inputs or self.targets
-        return int(tensors[0].shape[0]) if tensors else 0
-
-    def to(self, device) -> Split:
-        return Split([t.to(device) for t in self.inputs], [t.to(device) for t in self.targets])
 
 
 @dataclass
@@ -363,59 +350,8 @@ def split_indices(n: int, data) -> tuple[dict[str, np.ndarray], dict]:
     fractions = {role: getattr(data, role) for role in ("validation", "test") if isinstance(getattr(data, role), float)}
     if not fractions:
         return {"train": np.arange(n)}, {}
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(data.split_seed)).numpy()
-    parts, described, start = {}, {}, 0
-    for role, fraction in fractions.items():
-        k = max(1, int(fraction * n))
-        parts[role] = order[start:start + k]
-        described[role] = f"{fraction:g} of the data"
-        start += k
-    parts["train"] = order[start:]
+    parts = split_rows(n, fractions, data.split_seed, keep_order=not data.shuffle)   # unshuffled: sequences
     if len(parts["train"]) == 0:
         raise UserError(f"the data has {n} samples: holding out {', '.join(f'{r} {f:g}' for r, f in fractions.items())} "
                         "leaves none to train on")
-    if not data.shuffle:       # keep the source's order (sequences, carried state)
-        parts = {role: np.sort(idx) for role, idx in parts.items()}
-    return parts, described
-
-
-# ---------------------------------------------------------------- batches
-
-
-def num_batches(n: int, batch_size: int | None) -> int:
-    """Batches per epoch over n samples (the last one may be smaller)."""
-    return 0 if n == 0 else (1 if batch_size is None else math.ceil(n / batch_size))
-
-
-def batches(split: Split, batch_size: int | None, shuffle: bool, generator: torch.Generator | None = None,
-            start: int = 0):
-    """One epoch of (inputs, targets) batches sliced from the split's tensors.
-
-    With `shuffle`, the epoch's permutation is drawn from `generator` now (before the first batch), so
-    saving the generator's state before calling and restoring it gives the same epoch again; `start`
-    then skips the batches already seen. `batch_size=None` gives the whole split as one batch.
-    """
-    n = split.n
-    size = n if batch_size is None else int(batch_size)
-    if size <= 0 and n > 0:
-        raise ValueError(f"batch size must be positive, not {batch_size}")
-    order = torch.randperm(n, generator=generator) if shuffle else None
-    if getattr(split, "streamed", False):          # prepared shards (runtime/data/shards.py): the same rows
-        return split.batches(size, order, start)
-    return _slices(split, size, order, start)
-
-
-def _slices(split: Split, size: int, order, start: int):
-    n = split.n
-    tensors = split.inputs + split.targets
-    if order is not None and tensors:
-        order = order.to(tensors[0].device)
-    k = len(split.inputs)
-    for lo in range(start * size, n, size):
-        hi = min(n, lo + size)
-        if order is None:
-            chosen = [t[lo:hi] for t in tensors]
-        else:
-            idx = order[lo:hi]
-            chosen = [t[idx] for t in tensors]
-        yield chosen[:k], chosen[k:]
+    return parts, {role: f"{fraction:g} of the data" for role, fraction in fractions.items()}

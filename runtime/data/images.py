@@ -3,9 +3,10 @@
 The transform (`{"size": [H, W], "channels": 1 | 3, "mean": [...], "std": [...]}`)
 is recorded in the preprocessing, so `dslc train` (reading a folder per class),
 `dslc predict` (image files) and `dslc serve` (base64 files or pixel arrays)
-apply exactly the same steps: RGB or grey, a bilinear resize to the declared
-size, pixels scaled to 0-1, then `(x - mean) / std` per channel. Pillow and numpy
-only; never torch.
+apply exactly the same steps (`transform`, dslc/kit/pictures.py, which an ejected
+train.py runs too): RGB or grey, a bilinear resize to the declared size, pixels
+scaled to 0-1, then `(x - mean) / std` per channel. Pillow and numpy only; never
+torch.
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from dslc.errors import UserError
+from dslc.kit.pictures import SUFFIXES, picture_files, transform
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 64_000_000          # a decoded picture larger than this is refused (decompression bombs)
-
-
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
 
 
 def open_image(source, where: str):
@@ -57,23 +54,6 @@ def from_pixels(pixels, where: str):
     return Image.fromarray(a)
 
 
-def transform(image, spec: dict) -> np.ndarray:
-    """One picture as the model reads it: float32 [channels, height, width], resized and normalised."""
-    from PIL import Image
-    channels = spec["channels"]
-    image = image.convert("L" if channels == 1 else "RGB")
-    height, width = spec["size"]
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.BILINEAR)
-    a = np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
-    a = a[None] if channels == 1 else a.transpose(2, 0, 1)
-    if spec.get("mean") is not None:
-        mean = np.asarray(spec["mean"], dtype=np.float32).reshape(-1, 1, 1)
-        std = np.asarray(spec["std"], dtype=np.float32).reshape(-1, 1, 1)
-        a = (a - mean) / std
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
 def prepare(items: list, spec: dict, where) -> np.ndarray:
     """Pictures [N, C, H, W] from items that are file paths, file bytes or pixel arrays; `where(i)` names item i."""
     out = []
@@ -98,7 +78,7 @@ def load_folder(root: Path, spec: dict, classes: list[str]) -> tuple[np.ndarray,
         folder = root / name
         if not folder.is_dir():
             raise UserError(f"{root} has no folder '{name}' for class '{name}'")
-        found = sorted(p for p in folder.iterdir() if is_image(p))
+        found = picture_files(folder)
         if not found:
             raise UserError(f"{folder} holds no pictures ({', '.join(SUFFIXES)})")
         for path in found:

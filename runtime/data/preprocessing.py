@@ -26,7 +26,7 @@ from dslc.compiler.ir import Fitted, Ref, expr_text, from_json, refs, to_json, w
 from dslc.compiler.numpy_backend import evaluate, evaluate_column
 
 from dslc.runtime.data import columns as columns_lib
-from dslc.runtime.data import text as text_lib
+from dslc.kit import text as text_lib
 
 
 class InputError(UserError, ValueError):

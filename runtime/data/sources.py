@@ -6,7 +6,7 @@ downloading is allowed, the spec's `let` numbers and the data seed) and returns
 `SourceData`: numpy columns with one row per sample, the facts learnt while
 loading (labels, vocabulary, pixel scale) and a notice when it had to fall
 back to a bundled sample. Nothing here splits, batches or knows about models;
-`runtime/data.py` does that. torch (via torchvision) is imported only for MNIST.
+`runtime/data.py` does that. torchvision is imported only to download MNIST.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dslc.compiler.data_files import bundled, data_file, read_csv
 from dslc.compiler.numpy_backend import evaluate_column
 from dslc.errors import UserError
 
-from dslc.runtime.data import text as text_lib
+from dslc.kit import text as text_lib
 from dslc.runtime.data.columns import Table
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -216,19 +216,38 @@ def _download(dataset: str, root: Path) -> str | None:
 
 
 def _read_idx(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 28, 28] and int64 labels [N], through torchvision's reader."""
-    from torchvision import datasets
-    try:
-        ds = getattr(datasets, dataset)(str(root), train=train, download=False)
-    except (RuntimeError, OSError, ValueError, AssertionError) as err:     # torchvision asserts on a bad header
-        detail = str(err).strip() or "a file does not start with the IDX header of its kind"
-        raise UserError(f"cannot read the {dataset} files under {root / dataset / 'raw'}: {detail} "
-                        f"(truncated or not IDX files?)") from None
-    images, labels = ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+    """uint8 images [N, 28, 28] and int64 labels [N] from the IDX files under ROOT/<dataset>/raw/.
+
+    The format torchvision's MNIST reader reads (tests/test_data.py compares the two), read with numpy so
+    that loading MNIST does not import torchvision (about a second, cold); torchvision only downloads."""
+    raw = root / dataset / "raw"
+    prefix = "train" if train else "t10k"
+    images = _idx_array(raw / f"{prefix}-images-idx3-ubyte", 3, raw)
+    labels = _idx_array(raw / f"{prefix}-labels-idx1-ubyte", 1, raw).astype(np.int64)
     if len(images) != len(labels):
-        raise UserError(f"the {dataset} files under {root / dataset / 'raw'} hold {len(images)} images but "
-                        f"{len(labels)} labels ({'train' if train else 't10k'} set)")
+        raise UserError(f"the {dataset} files under {raw} hold {len(images)} images but "
+                        f"{len(labels)} labels ({prefix} set)")
     return images, labels
+
+
+def _idx_array(path: Path, dims: int, raw: Path) -> np.ndarray:
+    """The unsigned bytes of one IDX file (magic 0x0000 08 <dims>, then <dims> big-endian sizes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read the {path.parent.parent.name} files under {raw}: {path.name}: "
+                        f"{err.strerror or err}") from None
+    header = 4 + 4 * dims
+    if len(data) < header or data[:4] != bytes([0, 0, 0x08, dims]):
+        raise UserError(f"cannot read the {path.parent.parent.name} files under {raw}: {path.name} does not "
+                        f"start with the IDX header of its kind (truncated or not IDX files?)")
+    shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=dims, offset=4))
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(data) != header + size:
+        raise UserError(f"cannot read the {path.parent.parent.name} files under {raw}: {path.name} holds "
+                        f"{len(data) - header} bytes of data where its header announces {size} "
+                        f"(truncated or not IDX files?)")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def _scaled(images: np.ndarray, scale: float) -> np.ndarray:
@@ -395,18 +414,15 @@ def load_text_windows(args: dict, ctx: LoadContext) -> SourceData:
     train_facts = ctx.like or {}
     tokenizer = train_facts.get("tokenizer")     # a validation/test file is encoded like the training file
     kind, lowercase = args["tokenizer"], args["lowercase"]
-    stream = text_lib.tokenize(args["separator"].join(texts), kind, lowercase) if kind == "char" else \
-        [tok for t in texts for tok in text_lib.tokenize(t, kind, lowercase) + [args["separator"]]]
+    stream = text_lib.token_stream(texts, kind, lowercase, args["separator"])
     if tokenizer is None:
         tokenizer = {"kind": kind, "lowercase": lowercase, "max_len": args["length"], "pad_side": "left",
                      "vocab": text_lib.build_vocab([stream], args["vocab"]), "separator": args["separator"]}
     length = args["length"]
     stride = args.get("stride") or length
     ids = text_lib.encode([stream], tokenizer["vocab"], len(stream))[0]
-    starts = range(0, len(ids) - length - 1 + 1, stride)
-    if not starts:
+    tokens, following = text_lib.windows(ids, length, stride)
+    if not len(tokens):
         raise UserError(f"{path}: {len(ids)} tokens are too few for one window of {length} and its next token")
-    windows = np.stack([ids[s:s + length + 1] for s in starts])
     facts = {"kind": "text_windows", "tokenizer": tokenizer}
-    return SourceData(columns={"tokens": windows[:, :-1], "next": windows[:, 1:]}, facts=facts, root=str(path),
-                      notice=notice)
+    return SourceData(columns={"tokens": tokens, "next": following}, facts=facts, root=str(path), notice=notice)

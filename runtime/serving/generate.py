@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dslc.errors import UserError
-from dslc.runtime.data import text as text_lib
+from dslc.kit import text as text_lib
 
 
 def _tokenizer(model) -> dict:

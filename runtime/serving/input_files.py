@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from dslc.errors import UserError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from dslc.kit.pictures import SUFFIXES as IMAGE_SUFFIXES
 
 
 @dataclass

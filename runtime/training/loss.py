@@ -9,13 +9,12 @@ computes exactly what `dslc check` typed, per sample.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from dslc.compiler.ir import CheckedSpec
 from dslc.compiler.metrics import METRICS
 from dslc.compiler.torch_backend import MODULE, compile_torch
+from dslc.kit.metrics import Metrics
 
 
 def _names(checked: CheckedSpec) -> tuple[list[str], list[str]]:
@@ -36,31 +35,16 @@ def make_loss(checked: CheckedSpec, module: torch.nn.Module):
     return loss
 
 
-class Metrics:
-    """The spec's metrics: `keys` (accuracy, top5, ...) and `self(output, targets) -> [(sum, count), ...]`;
-    `finish(means)` turns the split's means (sum / count) into the reported values (rmse: the square root)."""
-
-    def __init__(self, checked: CheckedSpec):
-        self.keys = [m.key for m in checked.train.metrics]
-        try:
-            self._fns = [compile_torch(m) for m in checked.train.metrics]
-        except TypeError as err:        # a Fitted node: the caller passed the spec before its data was fitted
-            raise ValueError(f"the metrics need the fitted spec (LoadedData.checked): {err}") from None
-        self._roots = [METRICS[m.name].root for m in checked.train.metrics]
-        self._targets = list(checked.data.target_names)
-
-    def finish(self, means: list[float]) -> dict[str, float]:
-        return {k: (math.sqrt(v) if root and v == v and v >= 0 else v)
-                for k, v, root in zip(self.keys, means, self._roots)}
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __call__(self, output, targets) -> list:
-        env = dict(zip(self._targets, targets))
-        env["output"] = output
-        return [fn(env) for fn in self._fns]
-
-
 def make_metrics(checked: CheckedSpec) -> Metrics:
-    return Metrics(checked)
+    """The spec's metrics as the kit's `Metrics` (dslc/kit/metrics.py): each metric node compiled with its
+    operands (a scaled target's metrics back in its column's units), the catalog's sum and count at its core."""
+    targets = list(checked.data.target_names)
+    try:
+        compiled = [compile_torch(m) for m in checked.train.metrics]
+    except TypeError as err:        # a Fitted node: the caller passed the spec before its data was fitted
+        raise ValueError(f"the metrics need the fitted spec (LoadedData.checked): {err}") from None
+
+    def bound(fn):
+        return lambda output, values: fn({**dict(zip(targets, values)), "output": output})
+    return Metrics([m.key for m in checked.train.metrics], [bound(fn) for fn in compiled],
+                   [METRICS[m.name].root for m in checked.train.metrics])

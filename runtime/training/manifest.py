@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from dslc.errors import UserError
+from dslc.files import process_alive
 
 from dslc.runtime.training.run_dir import spec_file_name, write_json
 
@@ -70,10 +71,4 @@ def is_alive(record: dict) -> bool:
     pid = record.get("pid")
     if not isinstance(pid, int) or record.get("host") != socket.gethostname() or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    return process_alive(pid)

@@ -1,8 +1,9 @@
-"""Text into token ids: tokenising, building a vocabulary, encoding with left padding.
+"""Text into token ids: tokenising, building a vocabulary, encoding with left padding, token windows.
 
-Pure Python and numpy, so training (`text_csv`) and prediction (`prepare_inputs`)
-share exactly the same steps. Id 0 is padding (`<pad>`), id 1 stands for
-every token outside the vocabulary (`<unk>`), the vocabulary's tokens follow.
+Pure Python and numpy, so training (`text_csv`, `text_windows`, text columns),
+prediction, serving and an ejected train.py share exactly the same steps. Id 0
+is padding (`<pad>`), id 1 stands for every token outside the vocabulary
+(`<unk>`), the vocabulary's tokens follow.
 Sequences are cut to `max_len` tokens and padded on the left, so the last
 position always holds a real token (what a recurrent model's `last` reads).
 """
@@ -59,6 +60,24 @@ def encode_texts(texts: Iterable[str], vocab: list[str], max_len: int, kind: str
                  lowercase: bool = True) -> np.ndarray:
     """Tokenise and encode raw texts with a recorded vocabulary (prediction time)."""
     return encode([tokenize(t, kind, lowercase) for t in texts], vocab, max_len)
+
+
+def token_stream(texts: list[str], kind: str, lowercase: bool, separator: str) -> list[str]:
+    """Texts as one stream of tokens: characters of the texts joined by `separator`, or each text's words
+    followed by `separator` (a language model's corpus)."""
+    if kind == "char":
+        return tokenize(separator.join(texts), kind, lowercase)
+    return [token for text in texts for token in tokenize(text, kind, lowercase) + [separator]]
+
+
+def windows(ids: np.ndarray, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, next) [N, length]: windows of `length` ids starting every `stride` ids, and the id after each
+    position (what a language model learns to predict); no window when the ids are too few."""
+    starts = range(0, len(ids) - length, stride)
+    if not starts:
+        return np.zeros((0, length), dtype=np.int64), np.zeros((0, length), dtype=np.int64)
+    stacked = np.stack([ids[s:s + length + 1] for s in starts])
+    return stacked[:, :-1], stacked[:, 1:]
 
 
 def decode(ids, vocab: list[str]) -> list[str]:
