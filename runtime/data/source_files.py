@@ -52,6 +52,7 @@ def source_files(source, ctx: LoadContext) -> list[tuple[str, Path]] | None:
         raw = sample / dataset / "raw"
         return [(n + ".gz", raw / (n + ".gz")) for n in IDX_FILES]
     if name == "image_folder":
+        from dslc.kit.pictures import is_image
         from dslc.runtime.data import images
         root = ctx.folder(args["root"])
         if not root.is_dir():
@@ -61,7 +62,7 @@ def source_files(source, ctx: LoadContext) -> list[tuple[str, Path]] | None:
         for label in classes:
             folder = root / label
             if folder.is_dir():
-                found += [(f"{label}/{p.name}", p) for p in sorted(folder.iterdir()) if images.is_image(p)]
+                found += [(f"{label}/{p.name}", p) for p in sorted(folder.iterdir()) if is_image(p)]
         return found
     return None
 
