@@ -108,6 +108,7 @@ def main() -> int:
     args = ap.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("DSLC_NO_PLOTS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)    # an installed package runs from its bytecode cache; so do we
     specs = [s for s in args.specs.split(",") if s]
     if "gru_text" in specs and not (SHARED / "rt_polarity").is_dir():
         print(f"gru_text skipped: {SHARED / 'rt_polarity'} is missing")
