@@ -327,7 +327,7 @@ class SpecChecker(DataChecks, LossChecks):
                 early = call.args if call else None
             precision = self.typed(s.get("precision"), "str", "fp32", choices=("fp32", "amp", "bf16"))
             if model_ok and optimizer is not None:
-                self.check_memory(model, optimizer, data, precision, s.get("memory_budget"), block)
+                self.check_memory(model, optimizer, data, precision, s.get("memory_budget"))
             return TrainIR(
                 model=name, loss=loss, optimizer=optimizer, schedule=schedule,
                 warmup_steps=self.typed(s.get("warmup_steps"), "int", 0, lambda v: None if v >= 0 else "must not be negative"),
@@ -341,19 +341,18 @@ class SpecChecker(DataChecks, LossChecks):
         except _Bail:
             return None
 
-    def check_memory(self, model: ModelIR, optimizer: CallIR, data: DataIR, precision: str, budget_setting,
-                     block) -> None:
+    def check_memory(self, model: ModelIR, optimizer: CallIR, data: DataIR, precision: str,
+                     budget_setting) -> None:
         """Refuse a model whose training would not fit the memory budget, with the figures (memory_budget.py)."""
-        budget, stated = machine_memory(), False
-        if budget_setting is not None:
+        stated = budget_setting is not None
+        if stated:
             text = self.typed(budget_setting, "str", None)
             budget = parse_size(text) if text is not None else None
-            if budget is None:
-                if text is not None:
-                    self.report.error(f"memory_budget must be a size such as \"24 GB\" or \"512 MiB\", not {text!r}",
-                                      budget_setting.value.span)
-                return
-            stated = True
+            if budget is None and text is not None:
+                self.report.error(f"memory_budget must be a size such as \"24 GB\" or \"512 MiB\", not {text!r}",
+                                  budget_setting.value.span)
+        else:
+            budget = machine_memory()
         if budget is None:
             return
         copies = 2 + OPTIMIZERS[optimizer.name].state(optimizer.args)
