@@ -42,17 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("cnn_mnist", "lstm_mnist")
 
 
-class Quiet:
-    """A progress display that shows nothing."""
-    ticking = False
-
-    def begin(self, *a): pass
-    def advance(self, *a): pass
-    def event(self, *a): pass
-    def message(self, *a, **k): pass
-    def end(self): pass
-
-
 class Setup:
     """What one run of the benchmark uses: device, sizes, providers."""
 
@@ -93,12 +82,14 @@ def load(checked, setup: Setup):
 
 def train_rows(name: str, setup: Setup) -> list[dict]:
     from dslc.runtime.training.loop import Trainer
+    from dslc.runtime.training.progress import Progress
     rows = []
     for precision in setup.precisions:
         checked = configure(name, [f"train.precision={precision}"])
         data = load(checked, setup)
         with tempfile.TemporaryDirectory() as folder:
-            trainer = Trainer(checked, data, Path(folder), spec_hash="bench", device=setup.device, progress=Quiet())
+            trainer = Trainer(checked, data, Path(folder), spec_hash="bench", device=setup.device,
+                              progress=Progress("quiet"))
             trainer.total_steps = trainer.total_epochs = 10**9     # never "the end"
             trainer.evaluating = False
             trainer._plan()

@@ -51,23 +51,14 @@ def setup(name: str, data_root: str | None):
     return checked, data
 
 
-class Quiet:
-    ticking = False
-
-    def begin(self, *a): pass
-    def advance(self, *a): pass
-    def event(self, *a): pass
-    def message(self, *a, **k): pass
-    def end(self): pass
-
-
 def dslc_module(epoch):
     return epoch.__self__.module
 
 
 def dslc_runner(checked, data, folder):
     from dslc.runtime.training.loop import Trainer
-    trainer = Trainer(checked, data, Path(folder), spec_hash="bench", device=torch.device("cpu"), progress=Quiet())
+    from dslc.runtime.training.progress import Progress
+    trainer = Trainer(checked, data, Path(folder), spec_hash="bench", device=torch.device("cpu"), progress=Progress("quiet"))
     trainer.total_steps = trainer.total_epochs = 10**9         # never "the end"
     trainer.evaluating = False                                 # time training only, as the hand loop does
     trainer._plan()

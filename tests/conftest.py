@@ -21,6 +21,15 @@ SPECS = ROOT / "specs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def one_error(capsys) -> str:
+    """The single `error:` line a failed command printed, with no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
 def pytest_configure(config):
     try:
         import torch

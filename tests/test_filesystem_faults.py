@@ -16,6 +16,7 @@ import textwrap
 
 import pytest
 
+from conftest import one_error
 from dslc.cli import main
 from faults import full_disk, read_only
 
@@ -37,13 +38,6 @@ train {
 }
 """
 
-
-def one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def snapshot(folder) -> dict:

@@ -21,6 +21,7 @@ import torch
 
 from dslc.errors import UserError
 
+from conftest import one_error
 from dslc.cli import main
 from dslc.runtime.training import checkpoint
 from dslc.runtime.training import loop as train
@@ -31,14 +32,6 @@ from faults import read_only
 def env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
-
-def one_error(capsys) -> str:
-    """The single `error:` line a failed command printed, with no traceback."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def summary(run) -> dict:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from conftest import one_error
 from dslc.cli import main
 from dslc.runtime.training.checkpoint import load_checkpoint
 from dslc.runtime.training.run_claim import dslc_files
@@ -54,13 +55,6 @@ train {
 }
 """
 
-
-def one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def spec_file(folder, epochs=2, text=LINE_SPEC):

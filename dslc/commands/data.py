@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 
+from dslc.commands.train import positive_int
 from dslc.errors import UserError
 
 
@@ -35,19 +36,8 @@ def add_commands(add, overrides) -> None:
                    help="write the shards here (default: $DSLC_PREPARED_DIR, else the dslc cache's prepared/ "
                         "folder, where `dslc train` looks by itself)")
     p.add_argument("--force", action="store_true", help="prepare again even when the prepared data is current")
-    p.add_argument("--shard-mb", type=_positive, default=256, metavar="N",
+    p.add_argument("--shard-mb", type=positive_int, default=256, metavar="N",
                    help="rows per shard: about N MiB of every column (default 256)")
-
-
-def _positive(text: str) -> int:
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def cmd_prepare(args) -> int:

@@ -37,8 +37,8 @@ def add_commands(add, overrides) -> None:
                     help="the spec to train (with --resume: optional, the run keeps its own copy)")
     overrides(sp)
     sp.add_argument("--variant", metavar="NAME", help="train only this variant")
-    sp.add_argument("--epochs", type=_positive, metavar="N", help="train for N epochs (same as --set train.epochs=N)")
-    sp.add_argument("--steps", type=_positive, metavar="N", help="train for N steps (same as --set train.steps=N)")
+    sp.add_argument("--epochs", type=positive_int, metavar="N", help="train for N epochs (same as --set train.epochs=N)")
+    sp.add_argument("--steps", type=positive_int, metavar="N", help="train for N steps (same as --set train.steps=N)")
     sp.add_argument("--seed", type=int, metavar="S", help="random seed (same as --set train.seed=S)")
     sp.add_argument("--out", metavar="DIR", help="write the run here instead of runs/<spec>/<time>/")
     sp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default: the spec's device)")
@@ -58,7 +58,7 @@ def add_commands(add, overrides) -> None:
     out.add_argument("--jsonl", action="store_true", help="print one JSON object per log/eval event")
     sp.add_argument("--no-export", action="store_true", help="skip the automatic ONNX export after training")
     sp.add_argument("--no-plots", action="store_true", help="skip drawing the plots into RUN/plots/ after training (or set DSLC_NO_PLOTS=1)")
-    sp.add_argument("--nproc", type=_positive, metavar="N",
+    sp.add_argument("--nproc", type=positive_int, metavar="N",
                     help="train on N processes of this machine with torch.distributed (gloo on the CPU, nccl on "
                          "GPUs); the spec's batch stays the global batch. Several machines: see `torchrun`")
     sp.add_argument("--nan", choices=("stop", "skip"), default="stop",
@@ -76,7 +76,8 @@ def add_commands(add, overrides) -> None:
     sp.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero (--epochs, --steps, --nproc, --shard-mb)."""
     import argparse
     try:
         value = int(text)

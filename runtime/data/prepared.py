@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from dslc.errors import UserError
-from dslc.files import fs_error, fsync_dir, make_folder, write_text
+from dslc.files import fs_error, fsync_dir, make_folder, process_alive, write_text
 
 from dslc.compiler import fitting
 from dslc.compiler.ir import SourceIR, to_json
@@ -272,20 +272,8 @@ def _sweep(parent: Path, name: str) -> None:
     """Remove what a killed prepare of `name` left behind (its hidden folders, when their process is gone)."""
     for leftover in parent.glob(f".{name}.*-*"):
         pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------- reading
